@@ -1,0 +1,135 @@
+//! Name ↔ key: lower-case the name, reverse its labels, join them with `/` under the prefix.
+//!
+//! `mysql-service.default.svc.kube.local.` ↔ `/skydns/local/kube/svc/default/mysql-service`.
+//! A *path* is the part of a key after the prefix (`local/kube/svc/default/mysql-service`).
+
+/// The etcd key prefix, held normalised without slashes (`skydns`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefix(String);
+
+impl Prefix {
+    /// Normalise `skydns`, `/skydns`, `/skydns/` alike.
+    pub fn new(prefix: &str) -> Self {
+        Prefix(prefix.trim_matches('/').to_string())
+    }
+
+    /// The prefix as configured (`skydns`).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key range all records live under (`/skydns/`).
+    pub fn root(&self) -> String {
+        format!("/{}/", self.0)
+    }
+
+    /// The full key of a path (`local/kube` → `/skydns/local/kube`).
+    pub fn key_of_path(&self, path: &str) -> String {
+        format!("/{}/{}", self.0, path)
+    }
+
+    /// The path of a full key, if the key lies under this prefix.
+    pub fn path_of_key<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix('/')?
+            .strip_prefix(self.0.as_str())?
+            .strip_prefix('/')
+    }
+}
+
+impl Default for Prefix {
+    fn default() -> Self {
+        Prefix::new("skydns")
+    }
+}
+
+/// The path of a DNS name: lower-cased labels, reversed, joined with `/`. The root is `""`.
+pub fn name_to_path(name: &str) -> String {
+    let name = name.trim_end_matches('.');
+    if name.is_empty() {
+        return String::new();
+    }
+    let mut out = String::with_capacity(name.len());
+    for (i, label) in name.rsplit('.').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        for c in label.chars() {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+/// The fully qualified DNS name of a path (`local/kube/svc` → `svc.kube.local.`).
+pub fn path_to_name(path: &str) -> String {
+    let path = path.trim_matches('/');
+    if path.is_empty() {
+        return ".".to_string();
+    }
+    let mut out = String::with_capacity(path.len() + 1);
+    for label in path.rsplit('/') {
+        out.push_str(label);
+        out.push('.');
+    }
+    out
+}
+
+/// The etcd key of a DNS name under `prefix`.
+pub fn name_to_key(prefix: &Prefix, name: &str) -> String {
+    prefix.key_of_path(&name_to_path(name))
+}
+
+/// The DNS name of an etcd key under `prefix`, if it lies under it.
+pub fn key_to_name(prefix: &Prefix, key: &str) -> Option<String> {
+    prefix.path_of_key(key).map(path_to_name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn examples_from_the_contract() {
+        let p = Prefix::new("/skydns/");
+        assert_eq!(
+            name_to_key(&p, "mysql-service.default.svc.kube.local."),
+            "/skydns/local/kube/svc/default/mysql-service"
+        );
+        assert_eq!(
+            name_to_key(&p, "1.0.0.10.in-addr.arpa."),
+            "/skydns/arpa/in-addr/10/0/0/1"
+        );
+        assert_eq!(
+            name_to_key(&p, "MySQL-Service.Default.svc.KUBE.local"),
+            "/skydns/local/kube/svc/default/mysql-service"
+        );
+        assert_eq!(
+            key_to_name(&p, "/skydns/local/kube/svc/default/mysql-service").as_deref(),
+            Some("mysql-service.default.svc.kube.local.")
+        );
+        assert_eq!(key_to_name(&p, "/other/local/kube"), None);
+        assert_eq!(key_to_name(&p, "/skydnsx/local"), None);
+        assert_eq!(name_to_path("."), "");
+        assert_eq!(path_to_name(""), ".");
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(labels in proptest::collection::vec("[a-z0-9_*-]{1,20}", 1..8)) {
+            let p = Prefix::default();
+            let name = format!("{}.", labels.join("."));
+            let key = name_to_key(&p, &name);
+            prop_assert!(key.starts_with("/skydns/"));
+            prop_assert_eq!(key_to_name(&p, &key), Some(name.clone()));
+            prop_assert_eq!(name_to_path(&path_to_name(&name_to_path(&name))), name_to_path(&name));
+        }
+
+        #[test]
+        fn case_insensitive(labels in proptest::collection::vec("[a-zA-Z0-9-]{1,20}", 1..8)) {
+            let name = labels.join(".");
+            prop_assert_eq!(name_to_path(&name), name_to_path(&name.to_ascii_lowercase()));
+            prop_assert_eq!(name_to_path(&name), name_to_path(&format!("{name}.")));
+        }
+    }
+}

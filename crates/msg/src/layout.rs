@@ -1,0 +1,305 @@
+//! The Kubernetes key layout inside a zone `Z` (path `P(Z)`, e.g. `/skydns/local/cluster`):
+//! `P/svc/<ns>/<svc>[/<endpoint>|/_<proto>/_<port>]`, `P/pod/<ns>/<a-b-c-d>`, `P/dns-version`,
+//! and the reverse trees `/skydns/arpa/in-addr/…` and `/skydns/arpa/ip6/…`.
+
+use std::net::IpAddr;
+
+use crate::key::{name_to_path, Prefix};
+use crate::record::Record;
+
+/// Where a path lies relative to a zone, as skydns needs to know to answer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tree {
+    /// Not in the zone.
+    Outside,
+    /// The zone apex itself.
+    Apex,
+    /// `svc.Z` or `pod.Z`: always exists.
+    KubeRoot,
+    /// Strictly below `svc.Z` or `pod.Z`.
+    Kube,
+    /// In the zone, outside the Kubernetes trees (generic SkyDNS records).
+    Generic,
+}
+
+/// A cluster zone under a key prefix.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    prefix: Prefix,
+    domain: String,
+    path: String,
+}
+
+impl Zone {
+    /// `domain` may be given with or without the trailing dot, in any case.
+    pub fn new(prefix: Prefix, domain: &str) -> Self {
+        let bare = domain.trim_end_matches('.').to_ascii_lowercase();
+        Zone {
+            prefix,
+            domain: format!("{bare}."),
+            path: name_to_path(&bare),
+        }
+    }
+
+    pub fn prefix(&self) -> &Prefix {
+        &self.prefix
+    }
+
+    /// The zone as a fully qualified name (`cluster.local.`).
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The zone's path (`local/cluster`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn key(&self, rest: &str) -> String {
+        self.prefix.key_of_path(&format!("{}/{rest}", self.path))
+    }
+
+    /// `P/svc/<ns>/<svc>`: ClusterIP(s), ready headless addresses or the ExternalName.
+    pub fn service_key(&self, ns: &str, svc: &str) -> String {
+        self.key(&format!("svc/{}/{}", lc(ns), lc(svc)))
+    }
+
+    /// `P/svc/<ns>/<svc>/<endpoint>`.
+    pub fn endpoint_key(&self, ns: &str, svc: &str, endpoint: &str) -> String {
+        self.key(&format!("svc/{}/{}/{}", lc(ns), lc(svc), lc(endpoint)))
+    }
+
+    /// `P/svc/<ns>/<svc>/_<proto>/_<port>`; `proto` is lower-cased (`_tcp`).
+    pub fn srv_key(&self, ns: &str, svc: &str, proto: &str, port_name: &str) -> String {
+        self.key(&format!(
+            "svc/{}/{}/_{}/_{}",
+            lc(ns),
+            lc(svc),
+            lc(proto),
+            lc(port_name)
+        ))
+    }
+
+    /// `P/pod/<ns>/<a-b-c-d>`.
+    pub fn pod_key(&self, ns: &str, ip: IpAddr) -> String {
+        self.key(&format!("pod/{}/{}", lc(ns), dashed_ip(ip)))
+    }
+
+    /// `P/dns-version`.
+    pub fn dns_version_key(&self) -> String {
+        self.key("dns-version")
+    }
+
+    /// The PTR key of an address (`/skydns/arpa/in-addr/10/0/0/1`, `/skydns/arpa/ip6/f/d/0/0/…`).
+    pub fn ptr_key(&self, ip: IpAddr) -> String {
+        self.prefix.key_of_path(&ptr_path(ip))
+    }
+
+    /// `<svc>.<ns>.svc.Z.`
+    pub fn service_fqdn(&self, ns: &str, svc: &str) -> String {
+        format!("{}.{}.svc.{}", lc(svc), lc(ns), self.domain)
+    }
+
+    /// `<endpoint>.<svc>.<ns>.svc.Z.`
+    pub fn endpoint_fqdn(&self, ns: &str, svc: &str, endpoint: &str) -> String {
+        format!(
+            "{}.{}.{}.svc.{}",
+            lc(endpoint),
+            lc(svc),
+            lc(ns),
+            self.domain
+        )
+    }
+
+    /// Key prefixes of the trees kube2sky owns in this zone (`P/svc/`, `P/pod/`), plus the exact
+    /// key `P/dns-version`. PTR keys are owned by value, see [`Zone::owns_ptr_value`].
+    pub fn owned_tree_prefixes(&self) -> [String; 2] {
+        [self.key("svc/"), self.key("pod/")]
+    }
+
+    /// Key prefixes of the reverse trees (`/skydns/arpa/in-addr/`, `/skydns/arpa/ip6/`).
+    pub fn reverse_prefixes(&self) -> [String; 2] {
+        [
+            self.prefix.key_of_path("arpa/in-addr/"),
+            self.prefix.key_of_path("arpa/ip6/"),
+        ]
+    }
+
+    /// Whether kube2sky owns `key` in a forward tree (`P/svc/…`, `P/pod/…`, `P/dns-version`).
+    pub fn owns_forward_key(&self, key: &str) -> bool {
+        key == self.dns_version_key()
+            || self
+                .owned_tree_prefixes()
+                .iter()
+                .any(|p| key.starts_with(p.as_str()))
+    }
+
+    /// Whether a reverse value is one kube2sky wrote: every record is a bare host naming
+    /// something under `svc.Z.` or `pod.Z.`.
+    pub fn owns_ptr_value(&self, records: &[Record]) -> bool {
+        let svc = format!(".svc.{}", self.domain);
+        let pod = format!(".pod.{}", self.domain);
+        !records.is_empty()
+            && records.iter().all(|r| {
+                let h = r.host.to_ascii_lowercase();
+                r.port == 0 && r.text.is_empty() && (h.ends_with(&svc) || h.ends_with(&pod))
+            })
+    }
+
+    /// Where a path (relative to the prefix) lies relative to this zone.
+    pub fn classify(&self, path: &str) -> Tree {
+        if path == self.path {
+            return Tree::Apex;
+        }
+        let Some(rest) = path
+            .strip_prefix(self.path.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            return Tree::Outside;
+        };
+        let (first, below) = match rest.split_once('/') {
+            Some((f, b)) => (f, Some(b)),
+            None => (rest, None),
+        };
+        match (first, below) {
+            ("svc" | "pod", None) => Tree::KubeRoot,
+            ("svc" | "pod", Some(_)) => Tree::Kube,
+            _ => Tree::Generic,
+        }
+    }
+}
+
+fn lc(s: &str) -> String {
+    s.to_ascii_lowercase()
+}
+
+/// The path of an address's reverse name: IPv4 octets in order under `arpa/in-addr`, IPv6's
+/// 32 nibbles in address order under `arpa/ip6`.
+pub fn ptr_path(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("arpa/in-addr/{a}/{b}/{c}/{d}")
+        }
+        IpAddr::V6(v6) => {
+            let mut out = String::from("arpa/ip6");
+            for byte in v6.octets() {
+                out.push_str(&format!("/{:x}/{:x}", byte >> 4, byte & 0xf));
+            }
+            out
+        }
+    }
+}
+
+/// The dashed form of an address used in endpoint and pod names: `10.244.1.5` → `10-244-1-5`;
+/// IPv6 `fd00::1` → `fd00--1`, with a `0` added where the name would start or end with `-`.
+pub fn dashed_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string().replace('.', "-"),
+        IpAddr::V6(v6) => {
+            let mut s = v6.to_string().replace(':', "-");
+            if s.starts_with('-') {
+                s.insert(0, '0');
+            }
+            if s.ends_with('-') {
+                s.push('0');
+            }
+            s
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone() -> Zone {
+        Zone::new(Prefix::default(), "Cluster.Local")
+    }
+
+    #[test]
+    fn keys() {
+        let z = zone();
+        assert_eq!(z.domain(), "cluster.local.");
+        assert_eq!(
+            z.service_key("default", "mysql-service"),
+            "/skydns/local/cluster/svc/default/mysql-service"
+        );
+        assert_eq!(
+            z.endpoint_key("default", "nginx", "web-0"),
+            "/skydns/local/cluster/svc/default/nginx/web-0"
+        );
+        assert_eq!(
+            z.srv_key("default", "kubernetes", "TCP", "https"),
+            "/skydns/local/cluster/svc/default/kubernetes/_tcp/_https"
+        );
+        assert_eq!(
+            z.pod_key("ns", "10.244.1.5".parse().unwrap()),
+            "/skydns/local/cluster/pod/ns/10-244-1-5"
+        );
+        assert_eq!(z.dns_version_key(), "/skydns/local/cluster/dns-version");
+        assert_eq!(
+            z.ptr_key("10.96.0.1".parse().unwrap()),
+            "/skydns/arpa/in-addr/10/96/0/1"
+        );
+        let v6 = z.ptr_key("fd00::12".parse().unwrap());
+        assert!(v6.starts_with("/skydns/arpa/ip6/f/d/0/0/0/0"));
+        assert!(v6.ends_with("/0/0/1/2"));
+        assert_eq!(v6.matches('/').count(), 3 + 32);
+        assert_eq!(
+            z.service_fqdn("default", "kubernetes"),
+            "kubernetes.default.svc.cluster.local."
+        );
+    }
+
+    #[test]
+    fn ptr_key_matches_the_reverse_name_mapping() {
+        // The ip6.arpa name's nibbles are reversed; the key reverses labels again.
+        let z = zone();
+        let ip: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let mut nibbles: Vec<String> = ip
+            .octets()
+            .iter()
+            .flat_map(|b| [format!("{:x}", b >> 4), format!("{:x}", b & 0xf)])
+            .collect();
+        nibbles.reverse();
+        let name = format!("{}.ip6.arpa.", nibbles.join("."));
+        assert_eq!(
+            crate::name_to_key(&Prefix::default(), &name),
+            z.ptr_key(IpAddr::V6(ip))
+        );
+    }
+
+    #[test]
+    fn dashed() {
+        assert_eq!(dashed_ip("10.244.1.5".parse().unwrap()), "10-244-1-5");
+        assert_eq!(dashed_ip("fd00::1".parse().unwrap()), "fd00--1");
+        assert_eq!(dashed_ip("::1".parse().unwrap()), "0--1");
+        assert_eq!(dashed_ip("fd00::".parse().unwrap()), "fd00--0");
+    }
+
+    #[test]
+    fn classification() {
+        let z = zone();
+        assert_eq!(z.classify("local/cluster"), Tree::Apex);
+        assert_eq!(z.classify("local/cluster/svc"), Tree::KubeRoot);
+        assert_eq!(z.classify("local/cluster/pod"), Tree::KubeRoot);
+        assert_eq!(z.classify("local/cluster/svc/default"), Tree::Kube);
+        assert_eq!(z.classify("local/cluster/dns-version"), Tree::Generic);
+        assert_eq!(z.classify("local/cluster/svcx"), Tree::Generic);
+        assert_eq!(z.classify("local/clusterx"), Tree::Outside);
+        assert_eq!(z.classify("arpa/in-addr/10"), Tree::Outside);
+    }
+
+    #[test]
+    fn ownership() {
+        let z = zone();
+        assert!(z.owns_forward_key("/skydns/local/cluster/svc/a/b"));
+        assert!(z.owns_forward_key("/skydns/local/cluster/dns-version"));
+        assert!(!z.owns_forward_key("/skydns/local/cluster/dns/ns/a"));
+        assert!(!z.owns_forward_key("/skydns/local/cluster/svcx"));
+        assert!(z.owns_ptr_value(&[Record::host("a.b.svc.cluster.local.")]));
+        assert!(!z.owns_ptr_value(&[Record::host("a.example.com.")]));
+        assert!(!z.owns_ptr_value(&[]));
+    }
+}

@@ -1,0 +1,362 @@
+//! Command-line flags (SkyDNS names, env fallbacks) and their validation into `Settings`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::error::ConfigError;
+
+/// skydns: serves the cluster zone from etcd and forwards everything else upstream.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "skydns", version, about)]
+pub struct Config {
+    /// Address to serve DNS on (UDP and TCP).
+    #[arg(long, env = "SKYDNS_ADDR", default_value = "127.0.0.1:53")]
+    pub addr: String,
+    /// The zone we are authoritative for.
+    #[arg(long, env = "SKYDNS_DOMAIN", default_value = "cluster.local.")]
+    pub domain: String,
+    /// etcd endpoints, comma separated.
+    #[arg(long, env = "ETCD_MACHINES", default_value = "http://127.0.0.1:2379")]
+    pub machines: String,
+    /// etcd key prefix the records live under.
+    #[arg(long, env = "SKYDNS_PATH_PREFIX", default_value = "skydns")]
+    pub path_prefix: String,
+    /// Upstream nameservers (ip or ip:port, comma separated); default: /etc/resolv.conf.
+    #[arg(long, env = "SKYDNS_NAMESERVERS")]
+    pub nameservers: Option<String>,
+    /// Do not forward names outside the domain (answer REFUSED).
+    #[arg(long, env = "SKYDNS_NO_REC")]
+    pub no_rec: bool,
+    /// TTL for records that carry none.
+    #[arg(long, env = "SKYDNS_TTL", default_value_t = 30)]
+    pub ttl: u32,
+    /// Negative-answer TTL and SOA minimum.
+    #[arg(long, env = "SKYDNS_MIN_TTL", default_value_t = 30)]
+    pub min_ttl: u32,
+    /// Entries in the forwarding cache (0 = off).
+    #[arg(long, env = "SKYDNS_RCACHE", default_value_t = 10000)]
+    pub rcache: usize,
+    /// Longest time a forwarded answer is cached, seconds.
+    #[arg(long, env = "SKYDNS_RCACHE_TTL", default_value_t = 60)]
+    pub rcache_ttl: u32,
+    /// Timeout for one upstream attempt (e.g. 2s, 500ms).
+    #[arg(long, env = "SKYDNS_RTIMEOUT", default_value = "2s")]
+    pub rtimeout: String,
+    /// Hostmaster mailbox in the SOA (default hostmaster@<domain>).
+    #[arg(long, env = "SKYDNS_HOSTMASTER")]
+    pub hostmaster: Option<String>,
+    /// Address for /metrics and /readiness (HTTP).
+    #[arg(long, env = "SKYDNS_METRICS_ADDR", default_value = "127.0.0.1:9153")]
+    pub metrics_addr: String,
+    /// Largest UDP answer we send (EDNS payload we advertise).
+    #[arg(long, env = "SKYDNS_UDP_SIZE", default_value_t = 1232)]
+    pub udp_size: u16,
+    /// Most TCP connections served at once.
+    #[arg(long, env = "SKYDNS_TCP_MAX_CONNS", default_value_t = 1000)]
+    pub tcp_max_conns: usize,
+    /// Close a TCP connection idle this long (e.g. 10s).
+    #[arg(long, env = "SKYDNS_TCP_IDLE_TIMEOUT", default_value = "10s")]
+    pub tcp_idle_timeout: String,
+    /// etcd client TLS key (PEM).
+    #[arg(long = "tls-key", env = "ETCD_TLSKEY")]
+    pub tls_key: Option<String>,
+    /// etcd client TLS certificate (PEM).
+    #[arg(long = "tls-pem", env = "ETCD_TLSPEM")]
+    pub tls_pem: Option<String>,
+    /// CA certificate for etcd (PEM).
+    #[arg(long = "ca-cert", env = "ETCD_CACERT")]
+    pub ca_cert: Option<String>,
+    /// etcd username.
+    #[arg(long, env = "ETCD_USERNAME")]
+    pub username: Option<String>,
+    /// etcd password.
+    #[arg(long, env = "ETCD_PASSWORD")]
+    pub password: Option<String>,
+}
+
+/// Validated settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub zone: msg::Zone,
+    pub machines: Vec<String>,
+    pub upstreams: Vec<SocketAddr>,
+    pub recursion: bool,
+    pub ttl: u32,
+    pub min_ttl: u32,
+    pub rcache: usize,
+    pub rcache_ttl: u32,
+    pub rtimeout: Duration,
+    pub hostmaster: String,
+    pub udp_size: u16,
+    pub tcp_max_conns: usize,
+    pub tcp_idle_timeout: Duration,
+    pub etcd_tls: Option<EtcdTls>,
+    pub etcd_auth: Option<(String, String)>,
+}
+
+/// Paths of the etcd client TLS material.
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    pub ca_cert: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}
+
+impl Config {
+    /// Check every flag; the error says which one is wrong and why.
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let addr = parse_addr("--addr", &self.addr)?;
+        let metrics_addr = parse_addr("--metrics-addr", &self.metrics_addr)?;
+        let domain = self.domain.trim().trim_end_matches('.');
+        if domain.is_empty() || !valid_domain(domain) {
+            return Err(ConfigError::new(
+                "--domain",
+                &self.domain,
+                "not a domain name",
+            ));
+        }
+        let prefix = self.path_prefix.trim_matches('/');
+        if prefix.is_empty() || prefix.contains('/') {
+            return Err(ConfigError::new(
+                "--path-prefix",
+                &self.path_prefix,
+                "must be one non-empty path segment",
+            ));
+        }
+        let machines: Vec<String> = split_list(&self.machines);
+        if machines.is_empty() {
+            return Err(ConfigError::new(
+                "--machines",
+                &self.machines,
+                "no etcd endpoint",
+            ));
+        }
+        for m in &machines {
+            if !(m.starts_with("http://") || m.starts_with("https://")) {
+                return Err(ConfigError::new(
+                    "--machines",
+                    m,
+                    "expected http://host:port or https://host:port",
+                ));
+            }
+        }
+        let upstreams = match &self.nameservers {
+            Some(list) => parse_nameservers(list)?,
+            None if self.no_rec => Vec::new(),
+            None => resolv_conf_nameservers("/etc/resolv.conf"),
+        };
+        let rtimeout = parse_duration("--rtimeout", &self.rtimeout)?;
+        let tcp_idle_timeout = parse_duration("--tcp-idle-timeout", &self.tcp_idle_timeout)?;
+        if self.udp_size < 512 {
+            return Err(ConfigError::new(
+                "--udp-size",
+                &self.udp_size.to_string(),
+                "must be at least 512",
+            ));
+        }
+        if self.tcp_max_conns == 0 {
+            return Err(ConfigError::new(
+                "--tcp-max-conns",
+                "0",
+                "must be at least 1",
+            ));
+        }
+        let zone = msg::Zone::new(msg::Prefix::new(prefix), domain);
+        let hostmaster = match &self.hostmaster {
+            Some(h) => h.replace('@', ".").trim_end_matches('.').to_string() + ".",
+            None => format!("hostmaster.{}", zone.domain()),
+        };
+        let etcd_tls = if self.tls_key.is_some() || self.tls_pem.is_some() || self.ca_cert.is_some()
+        {
+            if self.tls_key.is_some() != self.tls_pem.is_some() {
+                return Err(ConfigError::new(
+                    "--tls-key/--tls-pem",
+                    "",
+                    "give both or neither",
+                ));
+            }
+            Some(EtcdTls {
+                ca_cert: self.ca_cert.clone(),
+                cert: self.tls_pem.clone(),
+                key: self.tls_key.clone(),
+            })
+        } else {
+            None
+        };
+        let etcd_auth = match (&self.username, &self.password) {
+            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::new(
+                    "--username/--password",
+                    "",
+                    "give both or neither",
+                ))
+            }
+        };
+        Ok(Settings {
+            addr,
+            metrics_addr,
+            zone,
+            machines,
+            recursion: !self.no_rec,
+            upstreams,
+            ttl: self.ttl,
+            min_ttl: self.min_ttl,
+            rcache: self.rcache,
+            rcache_ttl: self.rcache_ttl,
+            rtimeout,
+            hostmaster,
+            udp_size: self.udp_size,
+            tcp_max_conns: self.tcp_max_conns,
+            tcp_idle_timeout,
+            etcd_tls,
+            etcd_auth,
+        })
+    }
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+fn parse_addr(flag: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| ConfigError::new(flag, value, "expected ip:port"))
+}
+
+fn valid_domain(d: &str) -> bool {
+    d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+/// `ip`, `ip:port`, `[v6]:port` → socket address (port 53 by default).
+pub fn parse_nameserver(s: &str) -> Option<SocketAddr> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    s.trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, 53))
+}
+
+fn parse_nameservers(list: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    split_list(list)
+        .iter()
+        .map(|s| {
+            parse_nameserver(s)
+                .ok_or_else(|| ConfigError::new("--nameservers", s, "expected ip or ip:port"))
+        })
+        .collect()
+}
+
+/// The `nameserver` lines of a resolv.conf (none when it cannot be read).
+pub fn resolv_conf_nameservers(path: &str) -> Vec<SocketAddr> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| parse_nameserver(rest.trim()))
+        .collect()
+}
+
+/// `2s`, `500ms`, `1m`, or plain seconds.
+pub fn parse_duration_str(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return None,
+    };
+    (secs > 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs))
+}
+
+fn parse_duration(flag: &'static str, v: &str) -> Result<Duration, ConfigError> {
+    parse_duration_str(v)
+        .ok_or_else(|| ConfigError::new(flag, v, "expected a duration like 2s or 500ms"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, String> {
+        let mut full = vec!["skydns", "--nameservers", "127.0.0.1:5353"];
+        full.extend_from_slice(args);
+        Config::try_parse_from(full)
+            .map_err(|e| e.to_string())?
+            .validate()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults() {
+        let s = parse(&[]).unwrap();
+        assert_eq!(s.addr.to_string(), "127.0.0.1:53");
+        assert_eq!(s.zone.domain(), "cluster.local.");
+        assert_eq!(s.machines, vec!["http://127.0.0.1:2379"]);
+        assert_eq!(s.rtimeout, Duration::from_secs(2));
+        assert_eq!(s.hostmaster, "hostmaster.cluster.local.");
+    }
+
+    #[test]
+    fn rejects_bad_flags() {
+        assert!(parse(&["--addr", "nonsense"])
+            .unwrap_err()
+            .contains("--addr"));
+        assert!(parse(&["--domain", "a..b"])
+            .unwrap_err()
+            .contains("--domain"));
+        assert!(parse(&["--machines", "127.0.0.1:2379"])
+            .unwrap_err()
+            .contains("--machines"));
+        assert!(parse(&["--rtimeout", "soon"])
+            .unwrap_err()
+            .contains("--rtimeout"));
+        assert!(parse(&["--nameservers", "x.y"])
+            .unwrap_err()
+            .contains("--nameservers"));
+        assert!(parse(&["--udp-size", "100"])
+            .unwrap_err()
+            .contains("--udp-size"));
+        assert!(parse(&["--tls-key", "k"]).unwrap_err().contains("--tls"));
+    }
+
+    #[test]
+    fn nameservers_and_durations() {
+        assert_eq!(
+            parse_nameserver("1.2.3.4"),
+            Some("1.2.3.4:53".parse().unwrap())
+        );
+        assert_eq!(
+            parse_nameserver("[::1]:5353"),
+            Some("[::1]:5353".parse().unwrap())
+        );
+        assert_eq!(
+            parse_duration_str("500ms"),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(parse_duration_str("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration_str("0s"), None);
+    }
+}

@@ -1,0 +1,227 @@
+//! The etcd feed: one range read of the prefix, then one watch from the next revision, applied
+//! to the index. On any error (etcd gone, compaction, cancelled watch) it reconnects with
+//! backoff and resyncs with a fresh read; until then the index keeps serving the last state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions, EventType, GetOptions, WatchOptions};
+use imbl::OrdMap;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::index::{parse_entry, Entry, Index, Snapshot};
+use crate::metrics::Metrics;
+
+/// Keys read per page of the initial range read.
+const PAGE: i64 = 5000;
+
+/// Connect to etcd with the configured endpoints, TLS and credentials.
+pub async fn connect(settings: &Settings) -> Result<Client, etcd_client::Error> {
+    let mut opts = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(3))
+        .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
+        .with_keep_alive_while_idle(true);
+    if let Some((user, pass)) = &settings.etcd_auth {
+        opts = opts.with_user(user.clone(), pass.clone());
+    }
+    if let Some(tls) = &settings.etcd_tls {
+        let mut t = etcd_client::TlsOptions::new();
+        if let Some(ca) = &tls.ca_cert {
+            let pem = std::fs::read(ca).map_err(etcd_client::Error::IoError)?;
+            t = t.ca_certificate(etcd_client::Certificate::from_pem(pem));
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+            let cert = std::fs::read(cert).map_err(etcd_client::Error::IoError)?;
+            let key = std::fs::read(key).map_err(etcd_client::Error::IoError)?;
+            t = t.identity(etcd_client::Identity::from_pem(cert, key));
+        }
+        opts = opts.with_tls(t);
+    }
+    Client::connect(&settings.machines, Some(opts)).await
+}
+
+/// Run the feed until `shutdown`.
+pub async fn run_feed(
+    settings: Arc<Settings>,
+    index: Arc<Index>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        match sync_and_watch(&settings, &index, &metrics, &shutdown, &mut backoff).await {
+            Ok(()) => return,
+            Err(e) => {
+                metrics.etcd_errors.inc();
+                tracing::warn!(error = %e, retry_in = ?backoff, "etcd feed interrupted; serving last state");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FeedError {
+    #[error(transparent)]
+    Etcd(#[from] etcd_client::Error),
+    #[error("watch ended: {0}")]
+    WatchEnded(String),
+}
+
+async fn sync_and_watch(
+    settings: &Settings,
+    index: &Index,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+    backoff: &mut Duration,
+) -> Result<(), FeedError> {
+    let root = settings.zone.prefix().root();
+    let mut client = connect(settings).await?;
+    let (map, revision) = read_all(&mut client, &root, settings, metrics).await?;
+    let snapshot = Snapshot {
+        map,
+        revision,
+        ready: true,
+    };
+    metrics.observe_snapshot(&snapshot);
+    index.store(snapshot);
+    tracing::info!(
+        revision,
+        keys = index.load().map.len(),
+        "index loaded from etcd"
+    );
+    *backoff = Duration::from_millis(100);
+
+    let opts = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(revision + 1)
+        .with_progress_notify();
+    let mut stream = client.watch(root.as_str(), Some(opts)).await?;
+    let mut progress = tokio::time::interval(Duration::from_secs(10));
+    progress.tick().await;
+    loop {
+        let resp = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = progress.tick() => {
+                stream.request_progress().await?;
+                continue;
+            }
+            msg = stream.message() => msg?,
+        };
+        let Some(resp) = resp else {
+            return Err(FeedError::WatchEnded("stream closed".into()));
+        };
+        if resp.canceled() {
+            return Err(FeedError::WatchEnded(format!(
+                "cancelled (compact revision {}): {}",
+                resp.compact_revision(),
+                resp.cancel_reason()
+            )));
+        }
+        if resp.events().is_empty() {
+            continue;
+        }
+        let current = index.load();
+        let mut next = Snapshot::clone(&current);
+        for event in resp.events() {
+            let Some(kv) = event.kv() else { continue };
+            let Some(path) = path_of(settings, kv.key()) else {
+                continue;
+            };
+            next.revision = next.revision.max(kv.mod_revision());
+            match event.event_type() {
+                EventType::Put => match entry_of(&path, kv.value(), metrics) {
+                    Some(entry) => {
+                        next.map.insert(path, entry);
+                    }
+                    None => {
+                        next.map.remove(&*path);
+                    }
+                },
+                EventType::Delete => {
+                    next.map.remove(&*path);
+                }
+            }
+        }
+        if let Some(h) = resp.header() {
+            next.revision = next.revision.max(h.revision());
+        }
+        metrics.observe_snapshot(&next);
+        index.store(next);
+    }
+}
+
+/// Read every key under the prefix at one revision, page by page.
+async fn read_all(
+    client: &mut Client,
+    root: &str,
+    settings: &Settings,
+    metrics: &Metrics,
+) -> Result<(OrdMap<Arc<str>, Entry>, i64), etcd_client::Error> {
+    let mut map = OrdMap::new();
+    let range_end = prefix_end(root.as_bytes());
+    let mut start: Vec<u8> = root.as_bytes().to_vec();
+    let mut revision = 0i64;
+    loop {
+        let mut opts = GetOptions::new()
+            .with_range(range_end.clone())
+            .with_limit(PAGE);
+        if revision > 0 {
+            opts = opts.with_revision(revision);
+        }
+        let resp = client.get(start.clone(), Some(opts)).await?;
+        if revision == 0 {
+            revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+        }
+        for kv in resp.kvs() {
+            if let Some(path) = path_of(settings, kv.key()) {
+                if let Some(entry) = entry_of(&path, kv.value(), metrics) {
+                    map.insert(path, entry);
+                }
+            }
+        }
+        match resp.kvs().last() {
+            Some(last) if resp.more() => {
+                start = last.key().to_vec();
+                start.push(0);
+            }
+            _ => break,
+        }
+    }
+    Ok((map, revision))
+}
+
+/// The first key after every key starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+fn path_of(settings: &Settings, key: &[u8]) -> Option<Arc<str>> {
+    let key = std::str::from_utf8(key).ok()?;
+    let path = settings.zone.prefix().path_of_key(key)?;
+    // Keys are stored lower-case by contract; normalise anything else so lookups find it.
+    Some(Arc::from(path.to_ascii_lowercase().trim_end_matches('/')))
+}
+
+fn entry_of(path: &str, value: &[u8], metrics: &Metrics) -> Option<Entry> {
+    match parse_entry(value) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            metrics.records_skipped.inc();
+            tracing::warn!(key = path, error = %e, "skipping unreadable record");
+            None
+        }
+    }
+}

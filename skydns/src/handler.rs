@@ -1,0 +1,288 @@
+//! One query in, one reply out: parses the packet, applies protocol hygiene (FORMERR, NOTIMP,
+//! BADVERS, EDNS echo, ANY refused), routes the question to the index or the forwarder, and
+//! fits the reply to the client's UDP size (TC set when cut). Never panics on input.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, RecordType};
+
+use crate::answer::{answer, Outcome, ZoneParams};
+use crate::forward::{Forwarder, Transport};
+use crate::index::Index;
+use crate::metrics::{Cause, Metrics, System};
+
+/// Everything needed to answer a query.
+pub struct Handler {
+    pub params: ZoneParams,
+    pub index: Arc<Index>,
+    pub forwarder: Forwarder,
+    pub metrics: Arc<Metrics>,
+    pub recursion: bool,
+    /// Largest UDP reply we send (and the EDNS payload we advertise).
+    pub udp_size: u16,
+}
+
+/// The outcome of the synchronous part of handling a packet.
+pub enum Step {
+    /// Reply ready to send.
+    Reply(Vec<u8>),
+    /// Nothing to send.
+    Drop,
+    /// Needs the upstream: finish with [`Handler::finish`] off the receive loop.
+    Upstream(Box<Pending>),
+}
+
+/// A reply waiting for an upstream answer.
+pub struct Pending {
+    resp: Message,
+    query: Query,
+    dnssec_ok: bool,
+    transport: Transport,
+    max: usize,
+    started: Instant,
+    /// `true`: a CNAME chase out of the zone (append answers); `false`: plain forwarding.
+    chase: bool,
+}
+
+enum Prepared {
+    Ready(Message, System),
+    Forward(Message, Query),
+    Chase(Message, Query),
+}
+
+impl Handler {
+    /// Answer one packet, waiting for the upstream if needed. `None`: send nothing.
+    pub async fn handle(&self, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        match self.handle_sync(packet, transport) {
+            Step::Reply(b) => Some(b),
+            Step::Drop => None,
+            Step::Upstream(p) => self.finish(*p).await,
+        }
+    }
+
+    /// Everything that needs no upstream, without awaiting anything.
+    pub fn handle_sync(&self, packet: &[u8], transport: Transport) -> Step {
+        let started = Instant::now();
+        if packet.len() < 12 {
+            self.metrics.malformed_queries.inc();
+            return Step::Drop;
+        }
+        if packet[2] & 0x80 != 0 {
+            // QR set: a response sent to us; never answer it (reflection loops).
+            self.metrics.malformed_queries.inc();
+            return Step::Drop;
+        }
+        let req = match Message::from_vec(packet) {
+            Ok(m) => m,
+            Err(_) => {
+                self.metrics.malformed_queries.inc();
+                return Step::Reply(formerr(packet));
+            }
+        };
+        let max = match transport {
+            Transport::Tcp => 65535,
+            Transport::Udp => match &req.edns {
+                Some(e) => e.max_payload().clamp(512, self.udp_size.max(512)) as usize,
+                None => 512,
+            },
+        };
+        let dnssec_ok = req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+        match self.prepare(&req) {
+            Prepared::Ready(resp, system) => self.send(resp, system, max, started),
+            Prepared::Forward(resp, query) => Step::Upstream(Box::new(Pending {
+                resp,
+                query,
+                dnssec_ok,
+                transport,
+                max,
+                started,
+                chase: false,
+            })),
+            Prepared::Chase(resp, query) => Step::Upstream(Box::new(Pending {
+                resp,
+                query,
+                dnssec_ok,
+                transport,
+                max,
+                started,
+                chase: true,
+            })),
+        }
+    }
+
+    /// Complete a reply that needed the upstream.
+    pub async fn finish(&self, p: Pending) -> Option<Vec<u8>> {
+        let Pending {
+            mut resp,
+            query,
+            dnssec_ok,
+            transport,
+            max,
+            started,
+            chase,
+        } = p;
+        let result = self.forwarder.resolve(&query, dnssec_ok, transport).await;
+        if chase {
+            // A CNAME out of the zone: append the target's records when the upstream has them.
+            if let Ok(up) = result {
+                resp.answers.extend(up.answers);
+            }
+            return match self.send(resp, System::Auth, max, started) {
+                Step::Reply(b) => Some(b),
+                _ => None,
+            };
+        }
+        let system = match result {
+            Ok(up) => {
+                let system = if up.from_cache {
+                    System::Cache
+                } else {
+                    self.metrics.cache_misses.inc();
+                    System::Recursive
+                };
+                resp.metadata.response_code = up.rcode;
+                resp.metadata.truncation = up.truncated;
+                resp.answers = up.answers;
+                resp.authorities = up.authorities;
+                resp.additionals = up.additionals;
+                system
+            }
+            Err(e) => {
+                tracing::debug!(name = %query.name(), error = %e, "forwarding failed");
+                resp.metadata.response_code = ResponseCode::ServFail;
+                System::Recursive
+            }
+        };
+        match self.send(resp, system, max, started) {
+            Step::Reply(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn send(&self, mut resp: Message, system: System, max: usize, started: Instant) -> Step {
+        let Some(bytes) = fit(&mut resp, max) else {
+            return Step::Drop;
+        };
+        if resp.metadata.truncation {
+            self.metrics.error(system, Cause::Truncated);
+        }
+        match resp.metadata.response_code {
+            ResponseCode::NXDomain => self.metrics.error(system, Cause::Nxdomain),
+            ResponseCode::ServFail => self.metrics.error(system, Cause::Servfail),
+            ResponseCode::Refused => self.metrics.error(system, Cause::Refused),
+            _ => {}
+        }
+        self.metrics
+            .observe(system, started.elapsed().as_secs_f64(), bytes.len());
+        Step::Reply(bytes)
+    }
+
+    fn prepare(&self, req: &Message) -> Prepared {
+        let mut resp = Message::new(req.metadata.id, MessageType::Response, req.metadata.op_code);
+        resp.metadata.recursion_desired = req.metadata.recursion_desired;
+        resp.metadata.checking_disabled = req.metadata.checking_disabled;
+        resp.metadata.recursion_available = self.recursion;
+        resp.queries = req.queries.clone();
+        let dnssec_ok = req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+        if let Some(client) = &req.edns {
+            let mut ours = Edns::new();
+            ours.set_max_payload(self.udp_size);
+            ours.set_dnssec_ok(dnssec_ok);
+            resp.set_edns(ours);
+            if client.version() > 0 {
+                resp.metadata.response_code = ResponseCode::BADVERS;
+                return Prepared::Ready(resp, System::Auth);
+            }
+        }
+        if req.metadata.op_code != OpCode::Query {
+            resp.metadata.response_code = ResponseCode::NotImp;
+            return Prepared::Ready(resp, System::Auth);
+        }
+        let [query] = req.queries.as_slice() else {
+            resp.metadata.response_code = ResponseCode::FormErr;
+            return Prepared::Ready(resp, System::Auth);
+        };
+        let qname = query.name();
+        let qtype = query.query_type();
+        let ours = self.params.apex.zone_of(qname);
+        if query.query_class() != DNSClass::IN {
+            resp.metadata.response_code = ResponseCode::Refused;
+            return Prepared::Ready(resp, System::Auth);
+        }
+        if ours && matches!(qtype, RecordType::ANY | RecordType::AXFR | RecordType::IXFR) {
+            resp.metadata.response_code = ResponseCode::Refused;
+            return Prepared::Ready(resp, System::Auth);
+        }
+        let snap = self.index.load();
+        match answer(&snap, &self.params, qname, qtype) {
+            Outcome::Auth(auth) => {
+                let system = if auth.reverse {
+                    System::Reverse
+                } else {
+                    System::Auth
+                };
+                if !snap.ready {
+                    resp.metadata.response_code = ResponseCode::ServFail;
+                    return Prepared::Ready(resp, system);
+                }
+                resp.metadata.authoritative = true;
+                resp.metadata.response_code = auth.rcode;
+                resp.answers = auth.answers;
+                resp.additionals = auth.additionals;
+                if auth.soa {
+                    resp.authorities.push(self.params.soa(snap.revision));
+                }
+                match auth.chase {
+                    Some((target, rtype)) if self.recursion && self.forwarder.has_upstreams() => {
+                        Prepared::Chase(resp, Query::query(target, rtype))
+                    }
+                    _ => Prepared::Ready(resp, system),
+                }
+            }
+            Outcome::Forward => {
+                if !self.recursion || !self.forwarder.has_upstreams() {
+                    resp.metadata.response_code = ResponseCode::Refused;
+                    return Prepared::Ready(resp, System::Recursive);
+                }
+                Prepared::Forward(resp, query.clone())
+            }
+        }
+    }
+}
+
+/// Encode `resp`, fitting it in `max` bytes: first without the additional section, then as a
+/// truncated reply (question only, TC set). `None` if even that cannot be encoded.
+fn fit(resp: &mut Message, max: usize) -> Option<Vec<u8>> {
+    if let Ok(bytes) = resp.to_vec() {
+        if bytes.len() <= max {
+            return Some(bytes);
+        }
+    }
+    if !resp.additionals.is_empty() {
+        resp.additionals.clear();
+        if let Ok(bytes) = resp.to_vec() {
+            if bytes.len() <= max {
+                return Some(bytes);
+            }
+        }
+    }
+    resp.answers.clear();
+    resp.authorities.clear();
+    resp.additionals.clear();
+    resp.metadata.truncation = true;
+    resp.to_vec().ok().filter(|b| b.len() <= max.max(512))
+}
+
+/// FORMERR for a packet whose header is readable but whose body is not: the id and opcode
+/// copied, no sections.
+fn formerr(packet: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; 12];
+    out[0] = packet[0];
+    out[1] = packet[1];
+    // QR=1, opcode copied, RD copied.
+    out[2] = 0x80 | (packet[2] & 0x78) | (packet[2] & 0x01);
+    out[3] = ResponseCode::FormErr.low();
+    out
+}

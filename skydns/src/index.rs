@@ -1,0 +1,207 @@
+//! The in-memory record index the query path reads. An etcd watch (`feed`) writes it; readers
+//! take a snapshot (an `Arc` to an immutable persistent map) and never wait on the writer or
+//! on etcd. Lookups of a path and "is anything below this path" are O(log n).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::Name;
+use imbl::OrdMap;
+
+/// What a record's `host` field holds, parsed once when the value is read from etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    None,
+    V4(Ipv4Addr),
+    V6(Ipv6Addr),
+    Name(Name),
+}
+
+/// One record, ready to answer from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rec {
+    pub host: Host,
+    pub port: u16,
+    pub priority: u16,
+    pub weight: u16,
+    pub text: String,
+    pub mail: bool,
+    /// 0 = the server's default TTL.
+    pub ttl: u32,
+    pub targetstrip: u32,
+}
+
+impl Rec {
+    /// Convert a parsed value; `None` when the host is neither an IP nor a valid name.
+    pub fn from_record(r: &msg::Record) -> Option<Rec> {
+        let host = if r.host.is_empty() {
+            Host::None
+        } else if let Ok(v4) = r.host.parse::<Ipv4Addr>() {
+            Host::V4(v4)
+        } else if let Ok(v6) = r.host.parse::<Ipv6Addr>() {
+            Host::V6(v6)
+        } else {
+            if !valid_host_name(&r.host) {
+                return None;
+            }
+            let fqdn = if r.host.ends_with('.') {
+                r.host.clone()
+            } else {
+                format!("{}.", r.host)
+            };
+            Host::Name(Name::from_ascii(&fqdn).ok()?)
+        };
+        Some(Rec {
+            host,
+            port: r.port,
+            priority: r.effective_priority(),
+            weight: r.weight,
+            text: r.text.clone(),
+            mail: r.mail,
+            ttl: r.ttl,
+            targetstrip: r.targetstrip,
+        })
+    }
+}
+
+/// Letters, digits, `-`, `_` in labels of 1–63 characters; an optional trailing dot.
+fn valid_host_name(host: &str) -> bool {
+    let h = host.strip_suffix('.').unwrap_or(host);
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// The records of one key.
+pub type Entry = Arc<[Rec]>;
+
+/// Why a value could not be indexed.
+#[derive(Debug, thiserror::Error)]
+pub enum ValueError {
+    #[error(transparent)]
+    Record(#[from] msg::RecordError),
+    #[error("host is neither an IP address nor a domain name")]
+    BadHost,
+}
+
+/// Parse an etcd value into an index entry.
+pub fn parse_entry(value: &[u8]) -> Result<Entry, ValueError> {
+    let records = msg::parse_value(value)?;
+    records
+        .iter()
+        .map(|r| Rec::from_record(r).ok_or(ValueError::BadHost))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Arc::from)
+}
+
+/// One immutable view of every record, keyed by path (`local/cluster/svc/default/x`).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub map: OrdMap<Arc<str>, Entry>,
+    /// etcd revision this view reflects (the SOA serial).
+    pub revision: i64,
+    /// Whether the first full read from etcd is in.
+    pub ready: bool,
+}
+
+impl Snapshot {
+    /// The records stored exactly at `path`.
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        self.map.get(path)
+    }
+
+    /// Whether any key lies strictly below `path`.
+    pub fn has_below(&self, path: &str) -> bool {
+        self.below(path).next().is_some()
+    }
+
+    /// Every key strictly below `path`, in order. Keys below `p` are exactly those in
+    /// [`p/`, `p0`) because `0` follows `/` in ASCII.
+    pub fn below<'a>(&'a self, path: &str) -> impl Iterator<Item = (&'a Arc<str>, &'a Entry)> + 'a {
+        let (lo, hi) = if path.is_empty() {
+            (String::new(), None)
+        } else {
+            (format!("{path}/"), Some(format!("{path}0")))
+        };
+        let upper = match &hi {
+            Some(h) => Bound::Excluded(h.as_str()),
+            None => Bound::Unbounded,
+        };
+        self.map
+            .range::<_, str>((Bound::Included(lo.as_str()), upper))
+            .filter(move |(k, _)| k.len() > lo.len() || lo.is_empty())
+    }
+
+    /// Number of records held (summed over keys).
+    pub fn record_count(&self) -> usize {
+        self.map.values().map(|e| e.len()).sum()
+    }
+}
+
+/// The shared index: one writer (the etcd feed), any number of readers.
+#[derive(Debug, Default)]
+pub struct Index {
+    current: ArcSwap<Snapshot>,
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current snapshot. Cheap; never blocks.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Publish a new snapshot.
+    pub fn store(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(keys: &[&str]) -> Snapshot {
+        let mut s = Snapshot::default();
+        for k in keys {
+            let e = parse_entry(br#"{"host":"1.2.3.4"}"#).unwrap();
+            s.map.insert(Arc::from(*k), e);
+        }
+        s
+    }
+
+    #[test]
+    fn below_is_exact() {
+        let s = snap(&["a/b", "a/b/c", "a/b/c/d", "a/b-x", "a/bc", "a/b0", "a/c"]);
+        let below: Vec<&str> = s.below("a/b").map(|(k, _)| &**k).collect();
+        assert_eq!(below, vec!["a/b/c", "a/b/c/d"]);
+        assert!(s.has_below("a"));
+        assert!(!s.has_below("a/c"));
+        assert!(!s.has_below("a/b/c/d"));
+        assert_eq!(s.below("").count(), 7);
+    }
+
+    #[test]
+    fn entries_parse_hosts() {
+        let e = parse_entry(
+            br#"[{"host":"10.0.0.1"},{"host":"fd00::1"},{"host":"www.example.com"},{"text":"x"}]"#,
+        )
+        .unwrap();
+        assert!(matches!(e[0].host, Host::V4(_)));
+        assert!(matches!(e[1].host, Host::V6(_)));
+        assert!(matches!(&e[2].host, Host::Name(n) if n.to_ascii() == "www.example.com."));
+        assert_eq!(e[3].host, Host::None);
+        assert!(parse_entry(br#"{"host":"bad host name!"}"#).is_err());
+        assert!(parse_entry(b"{").is_err());
+    }
+}

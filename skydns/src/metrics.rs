@@ -1,0 +1,212 @@
+//! Prometheus metrics with the SkyDNS names users know
+//! (`skydns_skydns_dns_request_count_total{system}` …), plus index and etcd gauges.
+//! Per-system handles are resolved once so the query path only touches atomics.
+
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::index::Snapshot;
+
+/// Which part of the server answered (SkyDNS's `system` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum System {
+    Auth = 0,
+    Cache = 1,
+    Recursive = 2,
+    Reverse = 3,
+}
+
+impl System {
+    pub const ALL: [System; 4] = [
+        System::Auth,
+        System::Cache,
+        System::Recursive,
+        System::Reverse,
+    ];
+    pub fn label(self) -> &'static str {
+        match self {
+            System::Auth => "auth",
+            System::Cache => "cache",
+            System::Recursive => "recursive",
+            System::Reverse => "reverse",
+        }
+    }
+}
+
+/// Error causes (SkyDNS's `cause` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    Nxdomain,
+    Servfail,
+    Refused,
+    Truncated,
+    Overflow,
+}
+
+impl Cause {
+    fn label(self) -> &'static str {
+        match self {
+            Cause::Nxdomain => "nxdomain",
+            Cause::Servfail => "servfail",
+            Cause::Refused => "refused",
+            Cause::Truncated => "truncated",
+            Cause::Overflow => "overflow",
+        }
+    }
+}
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// Every metric skydns exports.
+pub struct Metrics {
+    pub registry: Arc<Mutex<Registry>>,
+    requests: Vec<Counter>,
+    durations: Vec<Histogram>,
+    sizes: Vec<Histogram>,
+    errors: Family<Labels, Counter>,
+    pub cache_misses: Counter,
+    pub records_skipped: Counter,
+    pub etcd_errors: Counter,
+    pub malformed_queries: Counter,
+    pub tcp_rejected: Counter,
+    keys: Gauge,
+    revision: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let request_family = Family::<Labels, Counter>::default();
+        let duration_family = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.00005, 2.0, 16))
+        });
+        let size_family = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(32.0, 2.0, 12))
+        });
+        let errors = Family::<Labels, Counter>::default();
+        let cache_misses = Family::<Labels, Counter>::default();
+        registry.register(
+            "skydns_skydns_dns_request_count",
+            "Counter of DNS requests made",
+            request_family.clone(),
+        );
+        registry.register(
+            "skydns_skydns_dns_request_duration_seconds",
+            "Histogram of the time (in seconds) each request took to resolve",
+            duration_family.clone(),
+        );
+        registry.register(
+            "skydns_skydns_dns_response_size_bytes",
+            "Size of the returned response in bytes",
+            size_family.clone(),
+        );
+        registry.register(
+            "skydns_skydns_dns_error_count",
+            "Counter of DNS requests resulting in an error",
+            errors.clone(),
+        );
+        registry.register(
+            "skydns_skydns_dns_cachemiss_count",
+            "Counter of DNS requests that result in a cache miss",
+            cache_misses.clone(),
+        );
+        let records_skipped = Counter::default();
+        registry.register(
+            "skydns_records_skipped",
+            "etcd values skipped because they could not be read",
+            records_skipped.clone(),
+        );
+        let etcd_errors = Counter::default();
+        registry.register(
+            "skydns_etcd_errors",
+            "etcd connection or watch failures",
+            etcd_errors.clone(),
+        );
+        let malformed_queries = Counter::default();
+        registry.register(
+            "skydns_malformed_queries",
+            "Queries dropped or answered FORMERR",
+            malformed_queries.clone(),
+        );
+        let tcp_rejected = Counter::default();
+        registry.register(
+            "skydns_tcp_connections_rejected",
+            "TCP connections closed because the connection limit was reached",
+            tcp_rejected.clone(),
+        );
+        let keys = Gauge::default();
+        registry.register(
+            "skydns_records_held",
+            "Names (etcd keys) held in the index",
+            keys.clone(),
+        );
+        let revision = Gauge::default();
+        registry.register(
+            "skydns_etcd_revision",
+            "etcd revision the index reflects",
+            revision.clone(),
+        );
+
+        let per = |f: &Family<Labels, Counter>| {
+            System::ALL
+                .iter()
+                .map(|s| f.get_or_create(&vec![("system", s.label())]).clone())
+                .collect()
+        };
+        let per_h = |f: &Family<Labels, Histogram>| {
+            System::ALL
+                .iter()
+                .map(|s| f.get_or_create(&vec![("system", s.label())]).clone())
+                .collect()
+        };
+        let cache_miss_counter = cache_misses
+            .get_or_create(&vec![("cache", "response")])
+            .clone();
+        Metrics {
+            requests: per(&request_family),
+            durations: per_h(&duration_family),
+            sizes: per_h(&size_family),
+            errors,
+            cache_misses: cache_miss_counter,
+            records_skipped,
+            etcd_errors,
+            malformed_queries,
+            tcp_rejected,
+            keys,
+            revision,
+            registry: Arc::new(Mutex::new(registry)),
+        }
+    }
+
+    /// Count one answered request.
+    pub fn observe(&self, system: System, seconds: f64, size: usize) {
+        let i = system as usize;
+        self.requests[i].inc();
+        self.durations[i].observe(seconds);
+        self.sizes[i].observe(size as f64);
+    }
+
+    /// Count one error.
+    pub fn error(&self, system: System, cause: Cause) {
+        self.errors
+            .get_or_create(&vec![("system", system.label()), ("cause", cause.label())])
+            .inc();
+    }
+
+    /// Update the index gauges.
+    pub fn observe_snapshot(&self, s: &Snapshot) {
+        self.keys.set(s.map.len() as i64);
+        self.revision.set(s.revision);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
