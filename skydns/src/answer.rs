@@ -256,7 +256,12 @@ fn find_wildcard<'a>(snap: &'a Snapshot, path: &str, qtype: RecordType) -> Found
         if !matches {
             continue;
         }
-        if qtype != RecordType::SRV && labels[pattern.len()..].iter().any(|l| l.starts_with('_')) {
+        // Below the fixed part, `_` labels are only reached by SRV queries or by naming them.
+        let hidden = labels[fixed..]
+            .iter()
+            .enumerate()
+            .any(|(i, l)| l.starts_with('_') && pattern.get(fixed + i) != Some(l));
+        if qtype != RecordType::SRV && hidden {
             continue;
         }
         records.extend(entry.iter().map(|r| (k, r)));

@@ -63,6 +63,8 @@ impl Cache {
             return None;
         }
         let elapsed = now.duration_since(entry.stored).as_secs() as u32;
+        // Never promise more than the cache keeps the entry (--rcache-ttl).
+        let remaining = entry.expires.duration_since(now).as_secs().max(1) as u32;
         let mut answer = entry.answer.clone();
         for r in answer
             .answers
@@ -70,7 +72,7 @@ impl Cache {
             .chain(answer.authorities.iter_mut())
             .chain(answer.additionals.iter_mut())
         {
-            r.ttl = r.ttl.saturating_sub(elapsed);
+            r.ttl = r.ttl.saturating_sub(elapsed).min(remaining);
         }
         answer.from_cache = true;
         Some(answer)

@@ -1,0 +1,95 @@
+//! Starts skydns in-process (through `skydns::run`) on port-0 sockets against a real etcd.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use test_support::upstream::bind_pair;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub struct Sky {
+    pub dns: SocketAddr,
+    pub http: SocketAddr,
+    pub shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Sky {
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Start skydns for `domain` against `etcd`; `args` are extra flags.
+pub async fn start_skydns(
+    etcd: &str,
+    domain: &str,
+    upstream: Option<SocketAddr>,
+    args: &[&str],
+) -> Sky {
+    test_support::init_test_tracing();
+    let mut argv = vec![
+        "skydns".to_string(),
+        "--machines".into(),
+        etcd.into(),
+        "--domain".into(),
+        domain.into(),
+        "--rtimeout".into(),
+        "500ms".into(),
+    ];
+    match upstream {
+        Some(u) => argv.extend(["--nameservers".to_string(), u.to_string()]),
+        None if args.contains(&"--nameservers") => {}
+        None => argv.push("--no-rec".into()),
+    }
+    argv.extend(args.iter().map(|s| s.to_string()));
+    let settings = skydns::Config::try_parse_from(&argv)
+        .expect("flags")
+        .validate()
+        .expect("valid flags");
+    let (udp, tcp) = bind_pair().await.expect("bind dns");
+    let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
+    let dns = udp.local_addr().expect("addr");
+    let http_addr = http.local_addr().expect("addr");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(skydns::run(
+        settings,
+        skydns::Listeners { udp, tcp, http },
+        shutdown.clone(),
+    ));
+    Sky {
+        dns,
+        http: http_addr,
+        shutdown,
+        task,
+    }
+}
+
+/// GET a path on the HTTP port; returns (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect http");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Put `value` at `key` in etcd.
+pub async fn put(client: &mut etcd_client::Client, key: &str, value: &str) {
+    client.put(key, value, None).await.expect("etcd put");
+}
