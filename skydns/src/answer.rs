@@ -24,27 +24,29 @@ pub struct ZoneParams {
     pub default_ttl: u32,
     pub min_ttl: u32,
     pub hostmaster: Name,
+    mname: Name,
 }
 
 impl ZoneParams {
     pub fn new(zone: msg::Zone, default_ttl: u32, min_ttl: u32, hostmaster: &str) -> Self {
         let apex = Name::from_ascii(zone.domain()).unwrap_or_else(|_| Name::root());
         let hostmaster = Name::from_ascii(hostmaster).unwrap_or_else(|_| apex.clone());
+        let mname =
+            Name::from_ascii(format!("ns.dns.{}", zone.domain())).unwrap_or_else(|_| apex.clone());
         ZoneParams {
             zone,
             apex,
             default_ttl,
             min_ttl,
             hostmaster,
+            mname,
         }
     }
 
     /// The SOA record of the zone; serial = the etcd revision.
     pub fn soa(&self, revision: i64) -> Record {
-        let mname = Name::from_ascii(format!("ns.dns.{}", self.zone.domain()))
-            .unwrap_or_else(|_| self.apex.clone());
         let soa = SOA::new(
-            mname,
+            self.mname.clone(),
             self.hostmaster.clone(),
             (revision.max(0) as u64 & 0xffff_ffff) as u32,
             28800,
@@ -630,14 +632,24 @@ fn ns_records(
 
 /// Remove repeated records (same owner, type and data), keeping the first.
 fn dedup(records: &mut Vec<Record>) {
-    let mut seen: Vec<(Name, RData)> = Vec::with_capacity(records.len());
-    records.retain(|r| {
-        let key = (r.name.to_lowercase(), r.data.clone());
-        if seen.contains(&key) {
-            false
-        } else {
-            seen.push(key);
-            true
-        }
-    });
+    if records.len() < 2 {
+        return;
+    }
+    let keep: Vec<bool> = if records.len() <= 16 {
+        (0..records.len())
+            .map(|i| !(0..i).any(|j| same(&records[i], &records[j])))
+            .collect()
+    } else {
+        let mut seen = HashSet::with_capacity(records.len());
+        records
+            .iter()
+            .map(|r| seen.insert((r.name.to_lowercase(), &r.data)))
+            .collect()
+    };
+    let mut it = keep.into_iter();
+    records.retain(|_| it.next().unwrap_or(true));
+}
+
+fn same(a: &Record, b: &Record) -> bool {
+    a.data == b.data && a.name.eq_ignore_root_case(&b.name)
 }

@@ -38,6 +38,10 @@ pub struct Config {
     /// Entries in the forwarding cache (0 = off).
     #[arg(long, env = "SKYDNS_RCACHE", default_value_t = 10000)]
     pub rcache: usize,
+    /// Encoded authoritative replies kept for repeated questions (0 = off); entries are
+    /// invalidated by any index change.
+    #[arg(long, env = "SKYDNS_ANSWER_CACHE", default_value_t = 50000)]
+    pub answer_cache: usize,
     /// Longest time a forwarded answer is cached, seconds.
     #[arg(long, env = "SKYDNS_RCACHE_TTL", default_value_t = 60)]
     pub rcache_ttl: u32,
@@ -89,6 +93,7 @@ pub struct Settings {
     pub min_ttl: u32,
     pub rcache: usize,
     pub rcache_ttl: u32,
+    pub answer_cache: usize,
     pub rtimeout: Duration,
     pub hostmaster: String,
     pub udp_size: u16,
@@ -209,6 +214,7 @@ impl Config {
             min_ttl: self.min_ttl,
             rcache: self.rcache,
             rcache_ttl: self.rcache_ttl,
+            answer_cache: self.answer_cache,
             rtimeout,
             hostmaster,
             udp_size: self.udp_size,

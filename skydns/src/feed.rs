@@ -87,6 +87,7 @@ async fn sync_and_watch(
         map,
         revision,
         ready: true,
+        generation: 0,
     };
     metrics.observe_snapshot(&snapshot);
     index.store(snapshot);

@@ -12,6 +12,7 @@ use crate::answer::{answer, Outcome, ZoneParams};
 use crate::forward::{Forwarder, Transport};
 use crate::index::Index;
 use crate::metrics::{Cause, Metrics, System};
+use crate::reply_cache::{ReplyCache, ReplyMeta};
 
 /// Everything needed to answer a query.
 pub struct Handler {
@@ -22,6 +23,8 @@ pub struct Handler {
     pub recursion: bool,
     /// Largest UDP reply we send (and the EDNS payload we advertise).
     pub udp_size: u16,
+    /// Encoded authoritative replies by packet (off when `None`).
+    pub reply_cache: Option<ReplyCache>,
 }
 
 /// The outcome of the synchronous part of handling a packet.
@@ -47,7 +50,8 @@ pub struct Pending {
 }
 
 enum Prepared {
-    Ready(Message, System),
+    /// Done; the index generation when the reply may be cached.
+    Ready(Message, System, Option<u64>),
     Forward(Message, Query),
     Chase(Message, Query),
 }
@@ -74,6 +78,18 @@ impl Handler {
             self.metrics.malformed_queries.inc();
             return Step::Drop;
         }
+        if let Some(cache) = &self.reply_cache {
+            if let Some((bytes, meta)) = cache.get(transport, packet, self.index.generation()) {
+                self.count(
+                    meta.system,
+                    meta.rcode,
+                    meta.truncated,
+                    started,
+                    bytes.len(),
+                );
+                return Step::Reply(bytes);
+            }
+        }
         let req = match Message::from_vec(packet) {
             Ok(m) => m,
             Err(_) => {
@@ -90,7 +106,23 @@ impl Handler {
         };
         let dnssec_ok = req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
         match self.prepare(&req) {
-            Prepared::Ready(resp, system) => self.send(resp, system, max, started),
+            Prepared::Ready(resp, system, cacheable) => {
+                let step = self.send(resp, system, max, started);
+                if let (Some(generation), Some(cache), Step::Reply(bytes)) =
+                    (cacheable, &self.reply_cache, &step)
+                {
+                    let rcode = ResponseCode::from_low(bytes[3] & 0x0f);
+                    if matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
+                        let meta = ReplyMeta {
+                            system,
+                            rcode,
+                            truncated: bytes[2] & 0x02 != 0,
+                        };
+                        cache.put(transport, packet, generation, bytes, meta);
+                    }
+                }
+                step
+            }
             Prepared::Forward(resp, query) => Step::Upstream(Box::new(Pending {
                 resp,
                 query,
@@ -165,18 +197,35 @@ impl Handler {
         let Some(bytes) = fit(&mut resp, max) else {
             return Step::Drop;
         };
-        if resp.metadata.truncation {
+        self.count(
+            system,
+            resp.metadata.response_code,
+            resp.metadata.truncation,
+            started,
+            bytes.len(),
+        );
+        Step::Reply(bytes)
+    }
+
+    fn count(
+        &self,
+        system: System,
+        rcode: ResponseCode,
+        truncated: bool,
+        started: Instant,
+        size: usize,
+    ) {
+        if truncated {
             self.metrics.error(system, Cause::Truncated);
         }
-        match resp.metadata.response_code {
+        match rcode {
             ResponseCode::NXDomain => self.metrics.error(system, Cause::Nxdomain),
             ResponseCode::ServFail => self.metrics.error(system, Cause::Servfail),
             ResponseCode::Refused => self.metrics.error(system, Cause::Refused),
             _ => {}
         }
         self.metrics
-            .observe(system, started.elapsed().as_secs_f64(), bytes.len());
-        Step::Reply(bytes)
+            .observe(system, started.elapsed().as_secs_f64(), size);
     }
 
     fn prepare(&self, req: &Message) -> Prepared {
@@ -193,27 +242,27 @@ impl Handler {
             resp.set_edns(ours);
             if client.version() > 0 {
                 resp.metadata.response_code = ResponseCode::BADVERS;
-                return Prepared::Ready(resp, System::Auth);
+                return Prepared::Ready(resp, System::Auth, None);
             }
         }
         if req.metadata.op_code != OpCode::Query {
             resp.metadata.response_code = ResponseCode::NotImp;
-            return Prepared::Ready(resp, System::Auth);
+            return Prepared::Ready(resp, System::Auth, None);
         }
         let [query] = req.queries.as_slice() else {
             resp.metadata.response_code = ResponseCode::FormErr;
-            return Prepared::Ready(resp, System::Auth);
+            return Prepared::Ready(resp, System::Auth, None);
         };
         let qname = query.name();
         let qtype = query.query_type();
         let ours = self.params.apex.zone_of(qname);
         if query.query_class() != DNSClass::IN {
             resp.metadata.response_code = ResponseCode::Refused;
-            return Prepared::Ready(resp, System::Auth);
+            return Prepared::Ready(resp, System::Auth, None);
         }
         if ours && matches!(qtype, RecordType::ANY | RecordType::AXFR | RecordType::IXFR) {
             resp.metadata.response_code = ResponseCode::Refused;
-            return Prepared::Ready(resp, System::Auth);
+            return Prepared::Ready(resp, System::Auth, None);
         }
         let snap = self.index.load();
         match answer(&snap, &self.params, qname, qtype) {
@@ -225,7 +274,7 @@ impl Handler {
                 };
                 if !snap.ready {
                     resp.metadata.response_code = ResponseCode::ServFail;
-                    return Prepared::Ready(resp, system);
+                    return Prepared::Ready(resp, system, None);
                 }
                 resp.metadata.authoritative = true;
                 resp.metadata.response_code = auth.rcode;
@@ -238,13 +287,14 @@ impl Handler {
                     Some((target, rtype)) if self.recursion && self.forwarder.has_upstreams() => {
                         Prepared::Chase(resp, Query::query(target, rtype))
                     }
-                    _ => Prepared::Ready(resp, system),
+                    Some(_) => Prepared::Ready(resp, system, None),
+                    None => Prepared::Ready(resp, system, Some(snap.generation)),
                 }
             }
             Outcome::Forward => {
                 if !self.recursion || !self.forwarder.has_upstreams() {
                     resp.metadata.response_code = ResponseCode::Refused;
-                    return Prepared::Ready(resp, System::Recursive);
+                    return Prepared::Ready(resp, System::Recursive, None);
                 }
                 Prepared::Forward(resp, query.clone())
             }

@@ -109,6 +109,9 @@ pub struct Snapshot {
     pub revision: i64,
     /// Whether the first full read from etcd is in.
     pub ready: bool,
+    /// Increases with every published snapshot (unlike the etcd revision, which restarts when
+    /// etcd is rebuilt); caches of derived answers are keyed by it.
+    pub generation: u64,
 }
 
 impl Snapshot {
@@ -149,6 +152,7 @@ impl Snapshot {
 #[derive(Debug, Default)]
 pub struct Index {
     current: ArcSwap<Snapshot>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Index {
@@ -161,9 +165,17 @@ impl Index {
         self.current.load_full()
     }
 
-    /// Publish a new snapshot.
-    pub fn store(&self, snapshot: Snapshot) {
+    /// Publish a new snapshot (its generation is assigned here).
+    pub fn store(&self, mut snapshot: Snapshot) {
+        use std::sync::atomic::Ordering;
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        snapshot.generation = generation;
         self.current.store(Arc::new(snapshot));
+    }
+
+    /// The generation of the current snapshot.
+    pub fn generation(&self) -> u64 {
+        self.current.load().generation
     }
 }
 

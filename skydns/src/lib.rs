@@ -11,6 +11,7 @@ pub mod forward;
 pub mod handler;
 pub mod index;
 pub mod metrics;
+pub mod reply_cache;
 pub mod server;
 
 use std::sync::Arc;
@@ -67,6 +68,7 @@ pub async fn run(
         metrics: metrics.clone(),
         recursion: settings.recursion,
         udp_size: settings.udp_size,
+        reply_cache: reply_cache::ReplyCache::new(settings.answer_cache),
     });
     tracing::info!(
         dns = %listeners.udp.local_addr()?,

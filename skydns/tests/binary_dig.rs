@@ -32,10 +32,18 @@ async fn etcdctl_put_then_dig_answers_over_udp_and_tcp() {
     let put = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
         .args(["--endpoints", &etcd.endpoint()])
-        .args(["put", "/skydns/local/kube/svc/default/mysql-service", r#"{"host":"10.254.162.44","ttl":30}"#])
+        .args([
+            "put",
+            "/skydns/local/kube/svc/default/mysql-service",
+            r#"{"host":"10.254.162.44","ttl":30}"#,
+        ])
         .output()
         .expect("run etcdctl (install etcd-client)");
-    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
 
     let port = test_support::free_port();
     let http = test_support::free_port();
@@ -43,24 +51,53 @@ async fn etcdctl_put_then_dig_answers_over_udp_and_tcp() {
         Command::new(env!("CARGO_BIN_EXE_skydns"))
             .args(["--addr", &format!("127.0.0.1:{port}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{http}")])
-            .args(["--domain", "kube.local", "--machines", &etcd.endpoint(), "--no-rec"])
+            .args([
+                "--domain",
+                "kube.local",
+                "--machines",
+                &etcd.endpoint(),
+                "--no-rec",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn skydns"),
     );
     let udp = test_support::eventually(Duration::from_secs(10), "dig answer", || async {
-        let out = dig(port, &["mysql-service.default.svc.kube.local", "A", "+noall", "+answer"]);
+        let out = dig(
+            port,
+            &[
+                "mysql-service.default.svc.kube.local",
+                "A",
+                "+noall",
+                "+answer",
+            ],
+        );
         out.contains("10.254.162.44").then_some(out)
     })
     .await;
     let fields: Vec<&str> = udp.split_whitespace().collect();
     assert_eq!(
         fields,
-        vec!["mysql-service.default.svc.kube.local.", "30", "IN", "A", "10.254.162.44"],
+        vec![
+            "mysql-service.default.svc.kube.local.",
+            "30",
+            "IN",
+            "A",
+            "10.254.162.44"
+        ],
         "{udp}"
     );
-    let tcp = dig(port, &["+tcp", "mysql-service.default.svc.kube.local", "A", "+noall", "+answer"]);
+    let tcp = dig(
+        port,
+        &[
+            "+tcp",
+            "mysql-service.default.svc.kube.local",
+            "A",
+            "+noall",
+            "+answer",
+        ],
+    );
     assert_eq!(tcp.split_whitespace().collect::<Vec<_>>(), fields, "{tcp}");
     // A miss is NXDOMAIN with the SOA, over both transports.
     for extra in [&[][..], &["+tcp"][..]] {
@@ -68,10 +105,16 @@ async fn etcdctl_put_then_dig_answers_over_udp_and_tcp() {
         args.extend_from_slice(extra);
         let out = dig(port, &args);
         assert!(out.contains("status: NXDOMAIN"), "{out}");
-        assert!(out.contains("SOA\tns.dns.kube.local. hostmaster.kube.local."), "{out}");
+        assert!(
+            out.contains("SOA\tns.dns.kube.local. hostmaster.kube.local."),
+            "{out}"
+        );
     }
     let out = dig(port, &["mysql-service.default.svc.kube.local", "AAAA"]);
-    assert!(out.contains("status: NOERROR") && out.contains("ANSWER: 0"), "NODATA: {out}");
+    assert!(
+        out.contains("status: NOERROR") && out.contains("ANSWER: 0"),
+        "NODATA: {out}"
+    );
 }
 
 #[test]
@@ -88,7 +131,12 @@ fn bad_flags_exit_2_before_binding() {
             .args(["--nameservers", "127.0.0.1"])
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(!out.stderr.is_empty(), "{args:?}: a message says why");
     }
 }
@@ -98,21 +146,31 @@ fn sigterm_stops_the_server_cleanly() {
     let port = test_support::free_port();
     let http = test_support::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_skydns"))
-        .args(["--addr", &format!("127.0.0.1:{port}"), "--metrics-addr", &format!("127.0.0.1:{http}")])
+        .args([
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-addr",
+            &format!("127.0.0.1:{http}"),
+        ])
         .args(["--machines", "http://127.0.0.1:9", "--no-rec"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             assert!(status.success(), "{status:?}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "skydns did not stop on SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "skydns did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
