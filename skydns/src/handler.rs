@@ -304,7 +304,7 @@ impl Handler {
 
 /// Encode `resp`, fitting it in `max` bytes: first without the additional section, then as a
 /// truncated reply (question only, TC set). `None` if even that cannot be encoded.
-fn fit(resp: &mut Message, max: usize) -> Option<Vec<u8>> {
+pub fn fit(resp: &mut Message, max: usize) -> Option<Vec<u8>> {
     if let Ok(bytes) = resp.to_vec() {
         if bytes.len() <= max {
             return Some(bytes);
