@@ -54,7 +54,11 @@ pub async fn exchange(
     let reply = exchange_raw(server, &bytes, transport, Duration::from_secs(3)).await?;
     let decoded = Message::from_vec(&reply).context("decode reply")?;
     if decoded.metadata.id != msg.metadata.id {
-        bail!("reply id {} != query id {}", decoded.metadata.id, msg.metadata.id);
+        bail!(
+            "reply id {} != query id {}",
+            decoded.metadata.id,
+            msg.metadata.id
+        );
     }
     Ok(decoded)
 }
@@ -94,7 +98,11 @@ pub async fn exchange_raw(
 
 /// The answer section rendered as `"<type> <rdata>"` strings (sorted), e.g. `"A 10.0.0.1"`.
 pub fn answers(msg: &Message) -> Vec<String> {
-    let mut v: Vec<String> = msg.answers.iter().map(|r| render(r.record_type(), &r.data)).collect();
+    let mut v: Vec<String> = msg
+        .answers
+        .iter()
+        .map(|r| render(r.record_type(), &r.data))
+        .collect();
     v.sort();
     v
 }

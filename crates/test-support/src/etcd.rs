@@ -54,7 +54,9 @@ impl EtcdProcess {
     }
 
     fn data_dir(&self) -> PathBuf {
-        self.dir.path().join(format!("data{}", self.data_generation))
+        self.dir
+            .path()
+            .join(format!("data{}", self.data_generation))
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
