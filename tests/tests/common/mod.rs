@@ -20,6 +20,18 @@ pub struct Program {
 }
 
 impl Program {
+    pub fn new(
+        http: SocketAddr,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) -> Self {
+        Program {
+            http,
+            shutdown,
+            task,
+        }
+    }
+
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
