@@ -99,16 +99,7 @@ pub struct Settings {
     pub udp_size: u16,
     pub tcp_max_conns: usize,
     pub tcp_idle_timeout: Duration,
-    pub etcd_tls: Option<EtcdTls>,
-    pub etcd_auth: Option<(String, String)>,
-}
-
-/// Paths of the etcd client TLS material.
-#[derive(Debug, Clone)]
-pub struct EtcdTls {
-    pub ca_cert: Option<String>,
-    pub cert: Option<String>,
-    pub key: Option<String>,
+    pub etcd_security: runtime::EtcdSecurity,
 }
 
 impl Config {
@@ -175,34 +166,19 @@ impl Config {
             Some(h) => h.replace('@', ".").trim_end_matches('.').to_string() + ".",
             None => format!("hostmaster.{}", zone.domain()),
         };
-        let etcd_tls = if self.tls_key.is_some() || self.tls_pem.is_some() || self.ca_cert.is_some()
-        {
-            if self.tls_key.is_some() != self.tls_pem.is_some() {
-                return Err(ConfigError::new(
-                    "--tls-key/--tls-pem",
-                    "",
-                    "give both or neither",
-                ));
+        let etcd_security = runtime::EtcdSecurity::new(
+            self.ca_cert.clone(),
+            self.tls_pem.clone(),
+            self.tls_key.clone(),
+            self.username.clone(),
+            self.password.clone(),
+        )
+        .map_err(|e| match e {
+            runtime::etcd::EtcdSecurityError::HalfAuth => {
+                ConfigError::new("--username/--password", "", "give both or neither")
             }
-            Some(EtcdTls {
-                ca_cert: self.ca_cert.clone(),
-                cert: self.tls_pem.clone(),
-                key: self.tls_key.clone(),
-            })
-        } else {
-            None
-        };
-        let etcd_auth = match (&self.username, &self.password) {
-            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
-            (None, None) => None,
-            _ => {
-                return Err(ConfigError::new(
-                    "--username/--password",
-                    "",
-                    "give both or neither",
-                ))
-            }
-        };
+            _ => ConfigError::new("--tls-key/--tls-pem", "", "give both or neither"),
+        })?;
         Ok(Settings {
             addr,
             metrics_addr,
@@ -220,8 +196,7 @@ impl Config {
             udp_size: self.udp_size,
             tcp_max_conns: self.tcp_max_conns,
             tcp_idle_timeout,
-            etcd_tls,
-            etcd_auth,
+            etcd_security,
         })
     }
 }

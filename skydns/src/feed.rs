@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, EventType, GetOptions, WatchOptions};
+use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use imbl::OrdMap;
 use tokio_util::sync::CancellationToken;
 
@@ -18,26 +18,10 @@ const PAGE: i64 = 5000;
 
 /// Connect to etcd with the configured endpoints, TLS and credentials.
 pub async fn connect(settings: &Settings) -> Result<Client, etcd_client::Error> {
-    let mut opts = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(3))
-        .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
-        .with_keep_alive_while_idle(true);
-    if let Some((user, pass)) = &settings.etcd_auth {
-        opts = opts.with_user(user.clone(), pass.clone());
-    }
-    if let Some(tls) = &settings.etcd_tls {
-        let mut t = etcd_client::TlsOptions::new();
-        if let Some(ca) = &tls.ca_cert {
-            let pem = std::fs::read(ca).map_err(etcd_client::Error::IoError)?;
-            t = t.ca_certificate(etcd_client::Certificate::from_pem(pem));
-        }
-        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
-            let cert = std::fs::read(cert).map_err(etcd_client::Error::IoError)?;
-            let key = std::fs::read(key).map_err(etcd_client::Error::IoError)?;
-            t = t.identity(etcd_client::Identity::from_pem(cert, key));
-        }
-        opts = opts.with_tls(t);
-    }
+    let opts = settings
+        .etcd_security
+        .connect_options(None)
+        .map_err(|e| etcd_client::Error::InvalidArgs(e.to_string()))?;
     Client::connect(&settings.machines, Some(opts)).await
 }
 

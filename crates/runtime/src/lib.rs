@@ -1,11 +1,14 @@
 //! Process plumbing shared by the three programs: one cancellation token for shutdown
 //! (`shutdown`), tracing with a sane default filter (`logging`), and a small HTTP surface for
-//! `/metrics` and readiness (`http`).
+//! `/metrics` and readiness (`http`), and etcd
+//! connection security (TLS, auth) shared by kube2sky and skydns (`etcd`).
 
+pub mod etcd;
 pub mod http;
 pub mod logging;
 pub mod shutdown;
 
+pub use etcd::EtcdSecurity;
 pub use http::{serve_http, Readiness};
 pub use logging::init_tracing;
 pub use shutdown::shutdown_on_signal;
