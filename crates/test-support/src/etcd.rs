@@ -15,6 +15,7 @@ pub struct EtcdProcess {
     client_port: u16,
     peer_port: u16,
     extra_args: Vec<String>,
+    tls: Option<crate::tls::TlsFiles>,
 }
 
 impl EtcdProcess {
@@ -32,6 +33,24 @@ impl EtcdProcess {
             client_port: crate::free_port(),
             peer_port: crate::free_port(),
             extra_args,
+            tls: None,
+        };
+        etcd.spawn()?;
+        etcd.wait_ready().await?;
+        Ok(etcd)
+    }
+
+    /// Start etcd serving TLS with client-certificate authentication (certificates from
+    /// [`crate::tls::generate`]); [`EtcdProcess::client`] then presents the client certificate.
+    pub async fn start_tls(files: crate::tls::TlsFiles) -> anyhow::Result<Self> {
+        let mut etcd = EtcdProcess {
+            child: None,
+            dir: tempfile::tempdir().context("temp dir for etcd")?,
+            data_generation: 0,
+            client_port: crate::free_port(),
+            peer_port: crate::free_port(),
+            extra_args: files.etcd_args(),
+            tls: Some(files),
         };
         etcd.spawn()?;
         etcd.wait_ready().await?;
@@ -101,9 +120,20 @@ impl EtcdProcess {
 
     /// A fresh etcd client connected to this server.
     pub async fn client(&self) -> anyhow::Result<etcd_client::Client> {
-        let opts = etcd_client::ConnectOptions::new()
+        let mut opts = etcd_client::ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(2))
             .with_timeout(Duration::from_secs(5));
+        if let Some(files) = &self.tls {
+            let tls = etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(std::fs::read(
+                    &files.ca,
+                )?))
+                .identity(etcd_client::Identity::from_pem(
+                    std::fs::read(&files.client_cert)?,
+                    std::fs::read(&files.client_key)?,
+                ));
+            opts = opts.with_tls(tls);
+        }
         Ok(etcd_client::Client::connect([self.endpoint()], Some(opts)).await?)
     }
 

@@ -6,6 +6,7 @@ pub mod apiserver;
 pub mod dns;
 pub mod etcd;
 pub mod objects;
+pub mod tls;
 pub mod upstream;
 
 pub use apiserver::TestApiServer;
