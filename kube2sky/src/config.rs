@@ -1,0 +1,350 @@
+//! Command-line flags (the classic kube2sky names), each with a `KUBE2SKY_*` environment
+//! fallback, and their validation. `validate` runs before anything binds, so a bad flag ends
+//! the process with exit code 2 and a message naming the flag.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser};
+
+use crate::error::ConfigError;
+
+/// Default etcd endpoint when neither the flag nor `KUBE2SKY_ETCD_SERVER`/`ETCD_SERVER` is set.
+pub const DEFAULT_ETCD_SERVER: &str = "http://127.0.0.1:2379";
+/// etcd's default `--max-txn-ops`.
+pub const ETCD_MAX_TXN_OPS: usize = 128;
+
+/// kube2sky's configuration.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "kube2sky",
+    version,
+    about = "Mirrors Kubernetes Services, EndpointSlices and Pods into SkyDNS records in etcd"
+)]
+pub struct Config {
+    /// Cluster DNS zone the records are written under.
+    #[arg(long, env = "KUBE2SKY_DOMAIN", default_value = "cluster.local")]
+    pub domain: String,
+
+    /// etcd client URLs, comma separated [env: KUBE2SKY_ETCD_SERVER, then ETCD_SERVER]
+    /// [default: http://127.0.0.1:2379]
+    #[arg(
+        long = "etcd-server",
+        env = "KUBE2SKY_ETCD_SERVER",
+        value_delimiter = ','
+    )]
+    pub etcd_server: Vec<String>,
+
+    /// etcd key prefix of all SkyDNS records.
+    #[arg(long, env = "KUBE2SKY_ETCD_PREFIX", default_value = "/skydns")]
+    pub etcd_prefix: String,
+
+    /// Timeout of one etcd request (a read page or a write transaction).
+    #[arg(long, env = "KUBE2SKY_ETCD_MUTATION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub etcd_mutation_timeout: Duration,
+
+    /// Most operations per etcd transaction (etcd's `--max-txn-ops`, 128 by default).
+    #[arg(long, env = "KUBE2SKY_ETCD_MAX_TXN_OPS", default_value_t = ETCD_MAX_TXN_OPS)]
+    pub etcd_max_txn_ops: usize,
+
+    /// Kubernetes API server URL (plain, no credentials). Neither this nor --kubecfg-file:
+    /// in-cluster service account, then $KUBECONFIG / ~/.kube/config.
+    #[arg(long, env = "KUBE2SKY_KUBE_MASTER_URL")]
+    pub kube_master_url: Option<String>,
+
+    /// kubeconfig file (its server is overridden by --kube-master-url when both are given).
+    #[arg(long, env = "KUBE2SKY_KUBECFG_FILE")]
+    pub kubecfg_file: Option<PathBuf>,
+
+    /// Port serving /readiness, /healthz and /metrics.
+    #[arg(long, env = "KUBE2SKY_HEALTHZ_PORT", default_value_t = 8081)]
+    pub healthz_port: u16,
+
+    /// Address the healthz port binds to.
+    #[arg(long, env = "KUBE2SKY_HEALTHZ_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub healthz_bind_address: IpAddr,
+
+    /// TTL of the records written (seconds).
+    #[arg(long, env = "KUBE2SKY_TTL", default_value_t = 30)]
+    pub ttl: u32,
+
+    /// Write pod records `a-b-c-d.<ns>.pod.<domain>` (watches Pods).
+    #[arg(long, env = "KUBE2SKY_POD_RECORDS", default_value_t = true, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub pod_records: bool,
+
+    /// Watch legacy v1 Endpoints instead of discovery.k8s.io/v1 EndpointSlices.
+    #[arg(long, env = "KUBE2SKY_LEGACY_ENDPOINTS", default_value_t = false, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub legacy_endpoints: bool,
+
+    /// Changes are coalesced and written at most once per this interval.
+    #[arg(long, env = "KUBE2SKY_WRITE_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
+    pub write_interval: Duration,
+
+    /// Re-read the owned trees and repair drift this often (0 disables; errors, leadership
+    /// changes and a replaced etcd always trigger one).
+    #[arg(long, env = "KUBE2SKY_RECONCILE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub reconcile_interval: Duration,
+
+    /// Run as one of several replicas: only the elected leader writes.
+    #[arg(long, env = "KUBE2SKY_LEADER_ELECT", default_value_t = false, action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub leader_elect: bool,
+
+    /// Lease TTL of the leader; a dead leader is replaced after at most this long.
+    #[arg(long, env = "KUBE2SKY_LEADER_ELECT_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub leader_elect_ttl: Duration,
+
+    /// etcd election name [default: /kube2sky/leader/<domain>].
+    #[arg(long, env = "KUBE2SKY_LEADER_ELECT_NAME")]
+    pub leader_elect_name: Option<String>,
+
+    /// This replica's identity in the election [default: $HOSTNAME, else kube2sky-<pid>].
+    #[arg(long, env = "KUBE2SKY_LEADER_ELECT_ID")]
+    pub leader_elect_id: Option<String>,
+}
+
+impl Config {
+    /// Check every flag and fill in derived defaults (`--etcd-server` from `ETCD_SERVER`).
+    pub fn validate(&mut self) -> Result<(), ConfigError> {
+        if self.etcd_server.iter().all(|s| s.trim().is_empty()) {
+            self.etcd_server = std::env::var("ETCD_SERVER")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| DEFAULT_ETCD_SERVER.to_string())
+                .split(',')
+                .map(str::to_string)
+                .collect();
+        }
+        self.etcd_server = self
+            .etcd_server
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for url in &self.etcd_server {
+            check_url("--etcd-server", url)?;
+        }
+
+        let domain = self.domain.trim_end_matches('.');
+        if domain.is_empty() || domain.len() > 200 || !domain.split('.').all(is_dns_label) {
+            return Err(invalid(
+                "--domain",
+                format!("{:?} is not a DNS name", self.domain),
+            ));
+        }
+        let prefix = self.etcd_prefix.trim_matches('/');
+        if prefix.is_empty()
+            || prefix.contains("//")
+            || prefix.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                "--etcd-prefix",
+                format!("{:?} is not a key prefix like /skydns", self.etcd_prefix),
+            ));
+        }
+        if let Some(url) = &self.kube_master_url {
+            check_url("--kube-master-url", url)?;
+        }
+        if let Some(path) = &self.kubecfg_file {
+            if !path.is_file() {
+                return Err(invalid(
+                    "--kubecfg-file",
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+        }
+        if self.ttl == 0 {
+            return Err(invalid("--ttl", "must be at least 1 second".into()));
+        }
+        if !(1..=ETCD_MAX_TXN_OPS * 1024).contains(&self.etcd_max_txn_ops) {
+            return Err(invalid(
+                "--etcd-max-txn-ops",
+                "must be between 1 and 131072".into(),
+            ));
+        }
+        if self.etcd_mutation_timeout < Duration::from_millis(100) {
+            return Err(invalid(
+                "--etcd-mutation-timeout",
+                "must be at least 100ms".into(),
+            ));
+        }
+        if self.write_interval > Duration::from_secs(60) {
+            return Err(invalid("--write-interval", "must be at most 60s".into()));
+        }
+        if self.leader_elect_ttl < Duration::from_secs(2) {
+            return Err(invalid("--leader-elect-ttl", "must be at least 2s".into()));
+        }
+        if let Some(name) = &self.leader_elect_name {
+            if name.trim().is_empty() || name.starts_with(&format!("/{prefix}/")) {
+                return Err(invalid(
+                    "--leader-elect-name",
+                    "must be non-empty and outside the record prefix".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The election name (an etcd key prefix outside the records).
+    pub fn election_name(&self) -> String {
+        self.leader_elect_name.clone().unwrap_or_else(|| {
+            format!(
+                "/kube2sky/leader/{}",
+                self.domain.trim_end_matches('.').to_ascii_lowercase()
+            )
+        })
+    }
+
+    /// This replica's identity in the election.
+    pub fn election_id(&self) -> String {
+        self.leader_elect_id
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| format!("kube2sky-{}", std::process::id()))
+    }
+}
+
+fn invalid(flag: &'static str, reason: String) -> ConfigError {
+    ConfigError { flag, reason }
+}
+
+fn check_url(flag: &'static str, url: &str) -> Result<(), ConfigError> {
+    let ok = url
+        .split_once("://")
+        .is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && !rest.is_empty())
+        && url.parse::<axum::http::Uri>().is_ok();
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            flag,
+            format!("{url:?} is not an http:// or https:// URL"),
+        ))
+    }
+}
+
+/// A DNS label: 1–63 ASCII letters, digits or `-`.
+pub fn is_dns_label(label: &str) -> bool {
+    (1..=63).contains(&label.len())
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 10s or 500ms"))?;
+    let secs = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("{text:?}: unknown unit (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&secs) {
+        return Err(format!("{text:?} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["kube2sky"];
+        argv.extend_from_slice(args);
+        let mut c = Config::try_parse_from(argv).map_err(|e| e.to_string())?;
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn defaults_are_the_classic_ones() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.domain, "cluster.local");
+        assert_eq!(c.healthz_port, 8081);
+        assert_eq!(c.ttl, 30);
+        assert!(c.pod_records);
+        assert!(!c.legacy_endpoints);
+        assert!(!c.leader_elect);
+        assert_eq!(c.etcd_mutation_timeout, Duration::from_secs(10));
+        assert_eq!(c.leader_elect_ttl, Duration::from_secs(10));
+        assert_eq!(c.etcd_max_txn_ops, 128);
+        assert_eq!(c.election_name(), "/kube2sky/leader/cluster.local");
+        // Either the default or whatever ETCD_SERVER says in this environment.
+        assert!(!c.etcd_server.is_empty());
+    }
+
+    #[test]
+    fn flags_parse() {
+        let c = parse(&[
+            "--domain=kube.local.",
+            "--etcd-server=http://a:2379,http://b:2379",
+            "--kube-master-url=http://127.0.0.1:8080",
+            "--ttl=5",
+            "--pod-records=false",
+            "--legacy-endpoints",
+            "--leader-elect",
+            "--leader-elect-ttl=3s",
+            "--write-interval=50ms",
+        ])
+        .unwrap();
+        assert_eq!(c.etcd_server, vec!["http://a:2379", "http://b:2379"]);
+        assert!(!c.pod_records);
+        assert!(c.legacy_endpoints);
+        assert!(c.leader_elect);
+        assert_eq!(c.leader_elect_ttl, Duration::from_secs(3));
+        assert_eq!(c.write_interval, Duration::from_millis(50));
+        assert_eq!(c.ttl, 5);
+    }
+
+    #[test]
+    fn bad_flags_are_rejected_with_the_flag_named() {
+        for (args, flag) in [
+            (&["--domain=bad domain"][..], "--domain"),
+            (&["--domain="][..], "--domain"),
+            (&["--etcd-server=localhost:2379"][..], "--etcd-server"),
+            (&["--kube-master-url=ftp://x"][..], "--kube-master-url"),
+            (&["--ttl=0"][..], "--ttl"),
+            (&["--etcd-prefix=/"][..], "--etcd-prefix"),
+            (&["--leader-elect-ttl=1s"][..], "--leader-elect-ttl"),
+            (
+                &["--kubecfg-file=/nonexistent/kubeconfig"][..],
+                "--kubecfg-file",
+            ),
+            (
+                &["--leader-elect-name=/skydns/x"][..],
+                "--leader-elect-name",
+            ),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(flag), "{args:?}: {err}");
+        }
+        assert!(parse(&["--ttl=abc"]).is_err());
+        assert!(parse(&["--write-interval=5 parsecs"]).is_err());
+        assert!(parse(&["--no-such-flag"]).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("1d").is_err());
+    }
+}

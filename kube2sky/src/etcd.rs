@@ -1,0 +1,387 @@
+//! The writer: applies the desired state's pending keys to etcd in transactions of at most
+//! `--etcd-max-txn-ops` operations (all puts before any delete), coalescing changes that
+//! arrive within `--write-interval`. Before its first write, after any etcd error, when it
+//! becomes leader, when etcd looks replaced and every `--reconcile-interval`, it reads the
+//! owned trees and queues every difference (the start-up prune and the catch-up). On errors it
+//! keeps the pending keys and retries with capped exponential backoff; it never gives up.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use etcd_client::{Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp};
+use runtime::Readiness;
+use tokio::sync::Notify;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::leader::{Fence, Leadership, Role};
+use crate::metrics::Metrics;
+use crate::sync::{owned_ranges, Op, State};
+
+/// Keys read per page while reconciling.
+const PAGE: i64 = 1000;
+/// Bytes of keys and values per transaction (etcd's default request limit is 1.5 MiB).
+const MAX_TXN_BYTES: usize = 1024 * 1024;
+/// How often an idle writer checks that etcd still holds its records.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Lock the shared state (a poisoned lock still holds consistent data: every mutation is a
+/// plain map update).
+pub fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writer settings.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub max_ops: usize,
+    pub write_interval: Duration,
+    pub reconcile_interval: Duration,
+    pub request_timeout: Duration,
+    /// Followers report ready once their initial lists are in (with `--leader-elect`).
+    pub standby_ready: bool,
+}
+
+/// The etcd writer task.
+pub struct Writer {
+    kv: KvClient,
+    state: Arc<Mutex<State>>,
+    work: Arc<Notify>,
+    leadership: Leadership,
+    metrics: Metrics,
+    readiness: Readiness,
+    cfg: WriterConfig,
+    /// Highest revision seen; a lower one means etcd lost its data.
+    revision: i64,
+}
+
+impl Writer {
+    pub fn new(
+        kv: KvClient,
+        state: Arc<Mutex<State>>,
+        work: Arc<Notify>,
+        leadership: Leadership,
+        metrics: Metrics,
+        readiness: Readiness,
+        cfg: WriterConfig,
+    ) -> Self {
+        Writer {
+            kv,
+            state,
+            work,
+            leadership,
+            metrics,
+            readiness,
+            cfg,
+            revision: 0,
+        }
+    }
+
+    /// Run until `stop`.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut need_reconcile = true;
+        let mut term_seen: Option<u64> = None;
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut probe = tokio::time::interval(PROBE_INTERVAL);
+        probe.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let reconcile_every =
+            (!self.cfg.reconcile_interval.is_zero()).then_some(self.cfg.reconcile_interval);
+        let mut next_reconcile = reconcile_every.map(|d| Instant::now() + d);
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            let role = self.leadership.role.borrow_and_update().clone();
+            let lists_done = lock(&self.state).initial_lists_done();
+            let (term, fence) = match role {
+                Role::Leader { term, fence } if lists_done => (term, fence),
+                _ => {
+                    if lists_done && self.cfg.standby_ready {
+                        self.readiness.set(true);
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        r = self.leadership.role.changed() => if r.is_err() { stop.cancelled().await; return },
+                        _ = self.work.notified() => {}
+                    }
+                    continue;
+                }
+            };
+            if term_seen != Some(term) {
+                term_seen = Some(term);
+                need_reconcile = true;
+            }
+            if need_reconcile {
+                match self.reconcile().await {
+                    Ok(queued) => {
+                        need_reconcile = false;
+                        backoff.reset();
+                        next_reconcile = reconcile_every.map(|d| Instant::now() + d);
+                        tracing::info!(queued, "reconciled etcd with the desired records");
+                    }
+                    Err(err) => {
+                        self.failed(&err, "reconcile");
+                        if sleep_or_stop(backoff.next(), &stop).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+            match self.flush(term, fence.as_ref(), &stop).await {
+                Ok(()) => {
+                    backoff.reset();
+                    let pending = {
+                        let s = lock(&self.state);
+                        self.metrics.observe(s.stats());
+                        s.pending()
+                    };
+                    if pending == 0 {
+                        if !self.readiness.is_ready() {
+                            tracing::info!("first full sync written; ready");
+                        }
+                        self.readiness.set(true);
+                        self.metrics.synced_now();
+                    }
+                }
+                Err(Error::NotLeader) => {
+                    self.metrics.etcd_error(Error::NotLeader.label());
+                    tracing::warn!(term, "write refused: no longer the leader");
+                    self.leadership.lost(term);
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = self.leadership.role.changed() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    continue;
+                }
+                Err(err) => {
+                    self.failed(&err, "write");
+                    need_reconcile = true;
+                    if sleep_or_stop(backoff.next(), &stop).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            if lock(&self.state).pending() > 0 {
+                continue;
+            }
+            let reconcile_at =
+                next_reconcile.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                r = self.leadership.role.changed() => if r.is_err() { stop.cancelled().await; return },
+                _ = self.work.notified() => {
+                    // Coalesce: let more changes arrive, then write them together.
+                    if sleep_or_stop(self.cfg.write_interval, &stop).await {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep_until(reconcile_at) => need_reconcile = true,
+                _ = probe.tick() => match self.probe().await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!("etcd no longer holds our records (restored or wiped?); reconciling");
+                        need_reconcile = true;
+                    }
+                    Err(err) => {
+                        self.failed(&err, "probe");
+                        need_reconcile = true;
+                    }
+                },
+            }
+        }
+    }
+
+    fn failed(&self, err: &Error, what: &str) {
+        self.metrics.etcd_error(err.label());
+        tracing::warn!(error = %err, "etcd {what} failed; keeping the pending changes and retrying");
+    }
+
+    fn saw_revision(&mut self, header: Option<&etcd_client::ResponseHeader>) -> bool {
+        let Some(rev) = header.map(|h| h.revision()) else {
+            return true;
+        };
+        let ok = rev >= self.revision;
+        self.revision = rev;
+        ok
+    }
+
+    /// Write every pending key, batch by batch.
+    async fn flush(
+        &mut self,
+        term: u64,
+        fence: Option<&Fence>,
+        stop: &CancellationToken,
+    ) -> Result<(), Error> {
+        loop {
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            if !matches!(&*self.leadership.role.borrow(), Role::Leader { term: t, .. } if *t == term)
+            {
+                return Err(Error::NotLeader);
+            }
+            let batch = {
+                let mut s = lock(&self.state);
+                s.take_batch(self.cfg.max_ops, MAX_TXN_BYTES)
+            };
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let (puts, deletes) = batch.iter().fold((0, 0), |(p, d), op| match op {
+                Op::Put { .. } => (p + 1, d),
+                Op::Delete { .. } => (p, d + 1),
+            });
+            let mut txn = Txn::new();
+            if let Some(f) = fence {
+                txn = txn.when([Compare::create_revision(
+                    f.key.clone(),
+                    CompareOp::Equal,
+                    f.rev,
+                )]);
+            }
+            let ops: Vec<TxnOp> = batch
+                .iter()
+                .map(|op| match op {
+                    Op::Put { key, value } => TxnOp::put(key.as_str(), value.as_str(), None),
+                    Op::Delete { key } => TxnOp::delete(key.as_str(), None),
+                })
+                .collect();
+            txn = txn.and_then(ops);
+            let result = tokio::time::timeout(self.cfg.request_timeout, self.kv.txn(txn)).await;
+            match result {
+                Ok(Ok(resp)) if resp.succeeded() => {
+                    self.saw_revision(resp.header());
+                    self.metrics.etcd_written(puts, deletes);
+                    tracing::debug!(puts, deletes, "etcd transaction committed");
+                }
+                Ok(Ok(_)) => {
+                    lock(&self.state).requeue(batch);
+                    return Err(Error::NotLeader);
+                }
+                Ok(Err(err)) => {
+                    lock(&self.state).requeue(batch);
+                    return Err(err.into());
+                }
+                Err(_) => {
+                    lock(&self.state).requeue(batch);
+                    return Err(Error::EtcdTimeout);
+                }
+            }
+        }
+    }
+
+    /// Read the owned trees page by page and queue every difference from the desired state.
+    async fn reconcile(&mut self) -> Result<usize, Error> {
+        let ranges = {
+            let mut s = lock(&self.state);
+            s.begin_reconcile();
+            owned_ranges(s.zone())
+        };
+        let mut queued = 0;
+        for range in &ranges {
+            let mut lo = range.start.clone();
+            loop {
+                let opts = GetOptions::new()
+                    .with_range(range.end.as_str())
+                    .with_limit(PAGE);
+                let resp = tokio::time::timeout(
+                    self.cfg.request_timeout,
+                    self.kv.get(lo.as_str(), Some(opts)),
+                )
+                .await
+                .map_err(|_| Error::EtcdTimeout)??;
+                self.saw_revision(resp.header());
+                let more = resp.more();
+                let kvs: Vec<(String, Vec<u8>)> = resp
+                    .kvs()
+                    .iter()
+                    .map(|kv| {
+                        (
+                            String::from_utf8_lossy(kv.key()).into_owned(),
+                            kv.value().to_vec(),
+                        )
+                    })
+                    .collect();
+                let hi = match kvs.last() {
+                    Some((last, _)) if more => format!("{last}\0"),
+                    _ => range.end.clone(),
+                };
+                queued += lock(&self.state).reconcile_chunk(range, &lo, &hi, &kvs);
+                if !more || hi <= lo {
+                    break;
+                }
+                lo = hi;
+            }
+        }
+        self.metrics.reconciled();
+        Ok(queued)
+    }
+
+    /// Whether etcd still looks like the store we wrote: the revision has not gone back and
+    /// `dns-version` holds its value.
+    async fn probe(&mut self) -> Result<bool, Error> {
+        let (key, want) = {
+            let s = lock(&self.state);
+            let key = s.zone().dns_version_key();
+            let want = s.desired(&key).map(str::to_string);
+            (key, want)
+        };
+        let resp = tokio::time::timeout(self.cfg.request_timeout, self.kv.get(key.as_str(), None))
+            .await
+            .map_err(|_| Error::EtcdTimeout)??;
+        let monotonic = self.saw_revision(resp.header());
+        let have = resp.kvs().first().map(|kv| kv.value().to_vec());
+        Ok(monotonic && have == want.map(String::into_bytes))
+    }
+}
+
+/// Capped exponential backoff.
+#[derive(Debug)]
+struct Backoff {
+    initial: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    fn new(initial: Duration, max: Duration) -> Self {
+        Backoff {
+            initial,
+            max,
+            current: initial,
+        }
+    }
+    fn next(&mut self) -> Duration {
+        let d = self.current;
+        self.current = (self.current * 2).min(self.max);
+        d
+    }
+    fn reset(&mut self) {
+        self.current = self.initial;
+    }
+}
+
+async fn sleep_or_stop(d: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
+        let seq: Vec<u128> = (0..5).map(|_| b.next().as_millis()).collect();
+        assert_eq!(seq, vec![100, 200, 400, 500, 500]);
+        b.reset();
+        assert_eq!(b.next(), Duration::from_millis(100));
+    }
+}

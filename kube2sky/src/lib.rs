@@ -1,0 +1,223 @@
+//! kube2sky: watches Services, EndpointSlices (or legacy Endpoints) and Pods on the Kubernetes
+//! API server and keeps the SkyDNS records of `docs/records.md` §3 in etcd.
+//!
+//! Data flow: `watch` (kube watchers → slim events) → `sync::State` (desired records, pending
+//! keys) → `etcd::Writer` (reconcile, batched transactions, retries), gated by `leader`.
+//! `run` wires them together; the caller binds the healthz listener and owns shutdown.
+
+pub mod config;
+pub mod error;
+pub mod etcd;
+pub mod leader;
+pub mod lenient;
+pub mod metrics;
+pub mod slim;
+pub mod sync;
+pub mod translate;
+pub mod watch;
+pub mod wire;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::routing::get;
+use msg::{Prefix, Zone};
+use runtime::Readiness;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::{ConfigError, Error};
+
+use crate::metrics::Metrics;
+use crate::slim::SlimEvent;
+use crate::sync::State;
+
+/// Events buffered between the watchers and the desired state.
+const EVENT_QUEUE: usize = 1024;
+/// How long tasks get to finish after shutdown (the leader resigns in this time).
+const DRAIN: Duration = Duration::from_secs(3);
+
+/// Run kube2sky until `shutdown` is cancelled. `healthz` serves `/readiness`, `/healthz` and
+/// `/metrics`. Fails only on start-up errors (no Kubernetes configuration) or if the healthz
+/// server dies; etcd and API server outages are retried forever.
+pub async fn run(
+    config: Config,
+    healthz: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let zone = Zone::new(Prefix::new(&config.etcd_prefix), &config.domain);
+    let (metrics, registry) = Metrics::new();
+    let readiness = Readiness::new();
+    let router = runtime::http::metrics_router(registry)
+        .route(
+            "/readiness",
+            get({
+                let r = readiness.clone();
+                move || std::future::ready(r.response())
+            }),
+        )
+        .route("/healthz", get(|| std::future::ready("ok\n")));
+
+    let kube = kube_client(&config).await?;
+    let etcd_opts = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(config.etcd_mutation_timeout)
+        .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5));
+    let etcd = etcd_client::Client::connect(&config.etcd_server, Some(etcd_opts))
+        .await
+        .map_err(Error::from)?;
+
+    let watched = watch::Watched {
+        legacy_endpoints: config.legacy_endpoints,
+        pods: config.pod_records,
+    };
+    let state = Arc::new(Mutex::new(State::new(zone, config.ttl, &watched.kinds())));
+    let work = Arc::new(Notify::new());
+    let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+    let stop = shutdown.child_token();
+    let mut tasks: JoinSet<Result<(), Error>> = JoinSet::new();
+
+    let http_stop = stop.clone();
+    tasks.spawn(async move {
+        runtime::serve_http(healthz, router, http_stop)
+            .await
+            .map_err(Error::Http)
+    });
+    let (m, s) = (metrics.clone(), stop.clone());
+    tasks.spawn(async move {
+        watch::watch_all(kube, watched, tx, m, s).await;
+        Ok(())
+    });
+    tasks.spawn(apply_events(
+        rx,
+        state.clone(),
+        work.clone(),
+        metrics.clone(),
+    ));
+
+    let (leadership, _always) = if config.leader_elect {
+        let (handle, election) = leader::elect(
+            leader::Election {
+                endpoints: config.etcd_server.clone(),
+                name: config.election_name(),
+                id: config.election_id(),
+                ttl: config.leader_elect_ttl,
+                request_timeout: config.etcd_mutation_timeout,
+            },
+            metrics.clone(),
+            stop.clone(),
+        );
+        tasks.spawn(async move {
+            election.await;
+            Ok(())
+        });
+        (handle, None)
+    } else {
+        metrics.set_leader(true);
+        let (handle, sender) = leader::always();
+        (handle, Some(sender))
+    };
+    let writer = etcd::Writer::new(
+        etcd.kv_client(),
+        state,
+        work,
+        leadership,
+        metrics,
+        readiness,
+        etcd::WriterConfig {
+            max_ops: config.etcd_max_txn_ops,
+            write_interval: config.write_interval,
+            reconcile_interval: config.reconcile_interval,
+            request_timeout: config.etcd_mutation_timeout,
+            standby_ready: config.leader_elect,
+        },
+    );
+    let s = stop.clone();
+    tasks.spawn(async move {
+        writer.run(s).await;
+        Ok(())
+    });
+    tracing::info!(domain = %config.domain, etcd = ?config.etcd_server, "kube2sky started");
+
+    let mut outcome = Ok(());
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        Some(res) = tasks.join_next() => {
+            // Every task runs until shutdown; one that ends early is a failure.
+            let err = match res {
+                Ok(Err(err)) => anyhow::Error::from(err),
+                Ok(Ok(())) => anyhow::anyhow!("a kube2sky task ended unexpectedly"),
+                Err(join) => anyhow::anyhow!("a kube2sky task panicked: {join}"),
+            };
+            if !stop.is_cancelled() {
+                tracing::error!(error = %err, "shutting down");
+                outcome = Err(err);
+            }
+        }
+    }
+    stop.cancel();
+    let _ = tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
+    tasks.shutdown().await;
+    outcome
+}
+
+/// Apply watch events to the desired state and wake the writer.
+async fn apply_events(
+    mut rx: mpsc::Receiver<SlimEvent>,
+    state: Arc<Mutex<State>>,
+    work: Arc<Notify>,
+    metrics: Metrics,
+) -> Result<(), Error> {
+    let mut buf = Vec::with_capacity(256);
+    while rx.recv_many(&mut buf, 256).await > 0 {
+        let stats = {
+            let mut s = etcd::lock(&state);
+            for event in buf.drain(..) {
+                s.apply(event);
+            }
+            s.stats()
+        };
+        metrics.observe(stats);
+        work.notify_one();
+    }
+    Ok(())
+}
+
+/// The Kubernetes client: `--kube-master-url` (plain), `--kubecfg-file`, or in-cluster then
+/// `$KUBECONFIG` / `~/.kube/config`.
+async fn kube_client(config: &Config) -> Result<kube::Client, Error> {
+    let master = match &config.kube_master_url {
+        Some(url) => Some(
+            url.parse::<axum::http::Uri>()
+                .map_err(|e| Error::KubeConfig(format!("--kube-master-url: {e}")))?,
+        ),
+        None => None,
+    };
+    let opts = kube::config::KubeConfigOptions::default();
+    let cfg = match (&config.kubecfg_file, master) {
+        (Some(path), master) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| Error::KubeConfig(format!("{}: {e}", path.display())))?;
+            let mut cfg = kube::Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .map_err(|e| Error::KubeConfig(format!("{}: {e}", path.display())))?;
+            if let Some(url) = master {
+                cfg.cluster_url = url;
+            }
+            cfg
+        }
+        (None, Some(url)) => kube::Config::new(url),
+        (None, None) => match kube::Config::incluster() {
+            Ok(cfg) => cfg,
+            Err(in_cluster) => kube::Config::from_kubeconfig(&opts).await.map_err(|kc| {
+                Error::KubeConfig(format!(
+                    "no --kube-master-url or --kubecfg-file; in-cluster: {in_cluster}; kubeconfig: {kc}"
+                ))
+            })?,
+        },
+    };
+    Ok(kube::Client::try_from(cfg)?)
+}

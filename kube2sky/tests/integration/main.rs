@@ -1,0 +1,9 @@
+//! kube2sky integration tests: real etcd + the test API server + kube2sky in-process (and the
+//! built binary in `binary`), asserting what etcd holds.
+
+mod binary;
+mod common;
+mod faults;
+mod leader;
+mod lifecycle;
+mod ownership;
