@@ -48,6 +48,26 @@ pub struct Config {
     #[arg(long, env = "KUBE2SKY_ETCD_MAX_TXN_OPS", default_value_t = ETCD_MAX_TXN_OPS)]
     pub etcd_max_txn_ops: usize,
 
+    /// CA certificate (PEM) that signed etcd's server certificate (enables TLS).
+    #[arg(long, env = "KUBE2SKY_ETCD_CAFILE")]
+    pub etcd_cafile: Option<String>,
+
+    /// Client certificate (PEM) presented to etcd.
+    #[arg(long, env = "KUBE2SKY_ETCD_CERTFILE")]
+    pub etcd_certfile: Option<String>,
+
+    /// Key (PEM) of the client certificate.
+    #[arg(long, env = "KUBE2SKY_ETCD_KEYFILE")]
+    pub etcd_keyfile: Option<String>,
+
+    /// etcd username (with --etcd-password).
+    #[arg(long, env = "KUBE2SKY_ETCD_USERNAME")]
+    pub etcd_username: Option<String>,
+
+    /// etcd password (with --etcd-username).
+    #[arg(long, env = "KUBE2SKY_ETCD_PASSWORD")]
+    pub etcd_password: Option<String>,
+
     /// Kubernetes API server URL (plain, no credentials). Neither this nor --kubecfg-file:
     /// in-cluster service account, then $KUBECONFIG / ~/.kube/config.
     #[arg(long, env = "KUBE2SKY_KUBE_MASTER_URL")]
@@ -79,8 +99,9 @@ pub struct Config {
           num_args = 0..=1, default_missing_value = "true")]
     pub legacy_endpoints: bool,
 
-    /// Changes are coalesced and written at most once per this interval.
-    #[arg(long, env = "KUBE2SKY_WRITE_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
+    /// A change after a quiet spell is written at once; during churn, writes go out at most
+    /// once per this interval with everything that changed meanwhile.
+    #[arg(long, env = "KUBE2SKY_WRITE_INTERVAL", default_value = "20ms", value_parser = parse_duration)]
     pub write_interval: Duration,
 
     /// Re-read the owned trees and repair drift this often (0 disables; errors, leadership
@@ -185,7 +206,36 @@ impl Config {
                 ));
             }
         }
+        let security = self.etcd_security()?;
+        for (flag, path) in [
+            ("--etcd-cafile", &security.ca_cert),
+            ("--etcd-certfile", &security.cert),
+            ("--etcd-keyfile", &security.key),
+        ] {
+            if let Some(p) = path {
+                if !std::path::Path::new(p).is_file() {
+                    return Err(invalid(flag, format!("{p} is not a readable file")));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// TLS and credentials for etcd, from `--etcd-cafile/certfile/keyfile/username/password`.
+    pub fn etcd_security(&self) -> Result<runtime::EtcdSecurity, ConfigError> {
+        runtime::EtcdSecurity::new(
+            self.etcd_cafile.clone(),
+            self.etcd_certfile.clone(),
+            self.etcd_keyfile.clone(),
+            self.etcd_username.clone(),
+            self.etcd_password.clone(),
+        )
+        .map_err(|e| match e {
+            runtime::etcd::EtcdSecurityError::HalfAuth => {
+                invalid("--etcd-username/--etcd-password", e.to_string())
+            }
+            _ => invalid("--etcd-certfile/--etcd-keyfile", e.to_string()),
+        })
     }
 
     /// The election name (an etcd key prefix outside the records).

@@ -82,6 +82,8 @@ impl Writer {
     pub async fn run(mut self, stop: CancellationToken) {
         let mut need_reconcile = true;
         let mut term_seen: Option<u64> = None;
+        // When the last transaction went out (coalescing window, see below).
+        let mut last_write: Option<Instant>;
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut probe = tokio::time::interval(PROBE_INTERVAL);
         probe.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -129,7 +131,9 @@ impl Writer {
                     }
                 }
             }
-            match self.flush(term, fence.as_ref(), &stop).await {
+            let flushed = self.flush(term, fence.as_ref(), &stop).await;
+            last_write = Some(Instant::now());
+            match flushed {
                 Ok(()) => {
                     backoff.reset();
                     let pending = {
@@ -174,8 +178,13 @@ impl Writer {
                 _ = stop.cancelled() => return,
                 r = self.leadership.role.changed() => if r.is_err() { stop.cancelled().await; return },
                 _ = self.work.notified() => {
-                    // Coalesce: let more changes arrive, then write them together.
-                    if sleep_or_stop(self.cfg.write_interval, &stop).await {
+                    // Leading edge: a change after a quiet spell is written at once; during
+                    // churn, changes arriving within one interval of the last write are
+                    // coalesced into the next one.
+                    let wait = last_write
+                        .map(|t| (t + self.cfg.write_interval).saturating_duration_since(Instant::now()))
+                        .unwrap_or_default();
+                    if !wait.is_zero() && sleep_or_stop(wait, &stop).await {
                         return;
                     }
                 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, LeaseKeepAliveStream, LeaseKeeper};
+use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -58,6 +58,8 @@ pub fn always() -> (Leadership, watch::Sender<Role>) {
 #[derive(Debug, Clone)]
 pub struct Election {
     pub endpoints: Vec<String>,
+    /// TLS and credentials for etcd.
+    pub security: runtime::EtcdSecurity,
     pub name: String,
     pub id: String,
     pub ttl: Duration,
@@ -89,10 +91,16 @@ async fn run(
     metrics.set_leader(false);
     // No request timeout: a campaign blocks until elected. HTTP/2 keep-alives notice a dead
     // connection; every other call is bounded below.
-    let opts = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(2))
-        .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
-        .with_keep_alive_while_idle(true);
+    let opts = match e.security.connect_options(None) {
+        Ok(o) => o
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2)),
+        Err(err) => {
+            tracing::error!(error = %err, "election: unusable etcd TLS/auth settings");
+            stop.cancelled().await;
+            return;
+        }
+    };
     let mut client = loop {
         match Client::connect(&e.endpoints, Some(opts.clone())).await {
             Ok(c) => break c,

@@ -62,10 +62,10 @@ pub async fn run(
         .route("/healthz", get(|| std::future::ready("ok\n")));
 
     let kube = kube_client(&config).await?;
-    let etcd_opts = etcd_client::ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(2))
-        .with_timeout(config.etcd_mutation_timeout)
-        .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5));
+    let security = config.etcd_security()?;
+    let etcd_opts = security
+        .connect_options(Some(config.etcd_mutation_timeout))
+        .map_err(|e| anyhow::anyhow!("etcd TLS/auth: {e}"))?;
     let etcd = etcd_client::Client::connect(&config.etcd_server, Some(etcd_opts))
         .await
         .map_err(Error::from)?;
@@ -102,6 +102,7 @@ pub async fn run(
         let (handle, election) = leader::elect(
             leader::Election {
                 endpoints: config.etcd_server.clone(),
+                security: security.clone(),
                 name: config.election_name(),
                 id: config.election_id(),
                 ttl: config.leader_elect_ttl,

@@ -7,3 +7,4 @@ mod faults;
 mod leader;
 mod lifecycle;
 mod ownership;
+mod security;
