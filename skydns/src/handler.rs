@@ -105,7 +105,7 @@ impl Handler {
             },
         };
         let dnssec_ok = req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
-        match self.prepare(&req) {
+        let (resp, query, chase) = match self.prepare(&req) {
             Prepared::Ready(resp, system, cacheable) => {
                 let step = self.send(resp, system, max, started);
                 if let (Some(generation), Some(cache), Step::Reply(bytes)) =
@@ -121,27 +121,20 @@ impl Handler {
                         cache.put(transport, packet, generation, bytes, meta);
                     }
                 }
-                step
+                return step;
             }
-            Prepared::Forward(resp, query) => Step::Upstream(Box::new(Pending {
-                resp,
-                query,
-                dnssec_ok,
-                transport,
-                max,
-                started,
-                chase: false,
-            })),
-            Prepared::Chase(resp, query) => Step::Upstream(Box::new(Pending {
-                resp,
-                query,
-                dnssec_ok,
-                transport,
-                max,
-                started,
-                chase: true,
-            })),
-        }
+            Prepared::Forward(resp, query) => (resp, query, false),
+            Prepared::Chase(resp, query) => (resp, query, true),
+        };
+        Step::Upstream(Box::new(Pending {
+            resp,
+            query,
+            dnssec_ok,
+            transport,
+            max,
+            started,
+            chase,
+        }))
     }
 
     /// Complete a reply that needed the upstream.

@@ -201,7 +201,7 @@ async fn healthz_follows_skydns_and_metrics_move() {
         !reason.contains("kube2sky:"),
         "kube2sky still healthy: {reason}"
     );
-    let (status, json) = http_get_json(hz, "/healthz/skydns").await;
+    let (status, json) = common::http_get_with(hz, "/healthz/skydns", "application/json").await;
     assert_eq!(status, 503);
     assert!(
         json.contains("\"skydns\"") || json.contains("skydns"),
@@ -220,28 +220,6 @@ async fn healthz_follows_skydns_and_metrics_move() {
     .await;
     hz_stop.cancel();
     stack.stop().await;
-}
-
-async fn http_get_json(addr: SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out).await;
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    )
 }
 
 /// Start a new skydns on the address the old one used.

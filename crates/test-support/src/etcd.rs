@@ -26,6 +26,19 @@ impl EtcdProcess {
 
     /// Start etcd with extra command-line arguments (TLS, auth, …).
     pub async fn start_with_args(extra_args: Vec<String>) -> anyhow::Result<Self> {
+        Self::launch(extra_args, None).await
+    }
+
+    /// Start etcd serving TLS with client-certificate authentication (certificates from
+    /// [`crate::tls::generate`]); [`EtcdProcess::client`] then presents the client certificate.
+    pub async fn start_tls(files: crate::tls::TlsFiles) -> anyhow::Result<Self> {
+        Self::launch(files.etcd_args(), Some(files)).await
+    }
+
+    async fn launch(
+        extra_args: Vec<String>,
+        tls: Option<crate::tls::TlsFiles>,
+    ) -> anyhow::Result<Self> {
         let mut etcd = EtcdProcess {
             child: None,
             dir: tempfile::tempdir().context("temp dir for etcd")?,
@@ -33,24 +46,7 @@ impl EtcdProcess {
             client_port: crate::free_port(),
             peer_port: crate::free_port(),
             extra_args,
-            tls: None,
-        };
-        etcd.spawn()?;
-        etcd.wait_ready().await?;
-        Ok(etcd)
-    }
-
-    /// Start etcd serving TLS with client-certificate authentication (certificates from
-    /// [`crate::tls::generate`]); [`EtcdProcess::client`] then presents the client certificate.
-    pub async fn start_tls(files: crate::tls::TlsFiles) -> anyhow::Result<Self> {
-        let mut etcd = EtcdProcess {
-            child: None,
-            dir: tempfile::tempdir().context("temp dir for etcd")?,
-            data_generation: 0,
-            client_port: crate::free_port(),
-            peer_port: crate::free_port(),
-            extra_args: files.etcd_args(),
-            tls: Some(files),
+            tls,
         };
         etcd.spawn()?;
         etcd.wait_ready().await?;
