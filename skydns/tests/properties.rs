@@ -1,0 +1,349 @@
+//! Properties of the query path that need no network, over arbitrary inputs (proptest):
+//! - `handler::fit`: never more than the client's size, TC exactly when answers were dropped,
+//!   everything kept when it fits;
+//! - `Handler::handle_sync` end to end over an in-memory index (our own index, not an etcd
+//!   stand-in): any UDP reply fits the client's size (512 without EDNS, min(client, 1232) with
+//!   it), decodes, keeps the id, is complete over TCP, and a reply-cache hit equals a miss;
+//! - name ↔ path: skydns's `path_of_name` agrees with the contract's `msg::name_to_path`;
+//! - record values: what `msg::encode_value` writes, `skydns::index::parse_entry` reads back.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::{A, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use proptest::prelude::*;
+use skydns::answer::{path_of_name, ZoneParams};
+use skydns::forward::{Forwarder, Transport};
+use skydns::handler::{fit, Handler, Step};
+use skydns::index::{parse_entry, Host, Index, Snapshot};
+
+const UDP_SIZE: u16 = 1232;
+
+/// `cases` cases; failures are reported (with the shrunk input), not written to a file.
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// A response to `name`/A holding one A record per address, `glue` additional A records and,
+/// optionally, an SOA in authority and an OPT with `edns` as its payload.
+fn response(name: &Name, ips: &[u32], glue: usize, soa: bool, edns: Option<u16>) -> Message {
+    let mut m = Message::new(0x1234, MessageType::Response, OpCode::Query);
+    m.queries.push(Query::query(name.clone(), RecordType::A));
+    for ip in ips {
+        m.answers.push(Record::from_rdata(
+            name.clone(),
+            30,
+            RData::A(A(Ipv4Addr::from(*ip))),
+        ));
+    }
+    let glue_name = Name::from_ascii("glue.example.").unwrap();
+    for i in 0..glue {
+        m.additionals.push(Record::from_rdata(
+            glue_name.clone(),
+            30,
+            RData::A(A(Ipv4Addr::from(0x0a00_0000 + i as u32))),
+        ));
+    }
+    if soa {
+        let apex = Name::from_ascii("kube.local.").unwrap();
+        let soa = SOA::new(
+            Name::from_ascii("ns.dns.kube.local.").unwrap(),
+            Name::from_ascii("hostmaster.kube.local.").unwrap(),
+            7,
+            28800,
+            7200,
+            604800,
+            30,
+        );
+        m.authorities
+            .push(Record::from_rdata(apex, 30, RData::SOA(soa)));
+    }
+    if let Some(size) = edns {
+        let mut e = Edns::new();
+        e.set_max_payload(size);
+        m.set_edns(e);
+    }
+    m
+}
+
+/// A name of 1–4 labels under `kube.local.`, up to ~200 characters.
+fn owner_name() -> impl Strategy<Value = Name> {
+    prop::collection::vec("[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?", 1..4)
+        .prop_map(|labels| Name::from_ascii(format!("{}.kube.local.", labels.join("."))).unwrap())
+}
+
+/// "No EDNS" or a client payload of 512..=4096.
+fn client_size() -> impl Strategy<Value = Option<u16>> {
+    prop_oneof![Just(None), (512u16..=4096).prop_map(Some)]
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn fit_never_exceeds_the_size_and_sets_tc_exactly_when_answers_are_cut(
+        name in owner_name(),
+        ips in prop::collection::btree_set(any::<u32>(), 1..300),
+        glue in 0usize..40,
+        soa: bool,
+        edns in client_size(),
+    ) {
+        let ips: Vec<u32> = ips.into_iter().collect();
+        let max = edns.map_or(512, usize::from);
+        let original = response(&name, &ips, glue, soa, edns);
+        let full = original.to_vec().unwrap();
+        let mut without_glue = original.clone();
+        without_glue.additionals.clear();
+        let answers_only = without_glue.to_vec().unwrap();
+
+        let mut m = original.clone();
+        let bytes = fit(&mut m, max).expect("a reply always fits");
+        prop_assert!(bytes.len() <= max, "{} bytes > {max}", bytes.len());
+        let back = Message::from_vec(&bytes).unwrap();
+        prop_assert_eq!(back.metadata.id, 0x1234);
+        prop_assert_eq!(&back.queries, &original.queries);
+        let cut = back.answers.len() < ips.len();
+        prop_assert_eq!(back.metadata.truncation, cut, "TC exactly when answers were dropped");
+        if full.len() <= max {
+            // Everything fits: the reply is the message, unchanged.
+            prop_assert_eq!(&bytes, &full);
+        } else if answers_only.len() <= max {
+            // The answers fit once the glue goes: all of them, no TC.
+            prop_assert!(!cut);
+            prop_assert!(back.additionals.is_empty());
+            prop_assert_eq!(&back.answers, &original.answers);
+        } else {
+            prop_assert!(cut && back.answers.is_empty() && back.additionals.is_empty());
+        }
+        // The EDNS OPT survives every step (the client learns our size even when cut).
+        prop_assert_eq!(back.edns.is_some(), edns.is_some());
+
+        // Over TCP (65535) 300 A records always fit whole.
+        let mut m = original.clone();
+        let bytes = fit(&mut m, 65535).unwrap();
+        prop_assert_eq!(&bytes, &full);
+    }
+}
+
+// ---- end to end through the handler ---------------------------------------------------------
+
+fn handler(snapshot: Snapshot) -> Handler {
+    let zone = msg::Zone::new(msg::Prefix::new("skydns"), "kube.local");
+    let index = Arc::new(Index::new());
+    index.store(snapshot);
+    Handler {
+        params: ZoneParams::new(zone, 30, 30, "hostmaster.kube.local."),
+        index,
+        forwarder: Forwarder::new(Vec::new(), Duration::from_millis(100), 0, 60),
+        metrics: Arc::new(skydns::metrics::Metrics::new()),
+        recursion: false,
+        udp_size: UDP_SIZE,
+        reply_cache: skydns::reply_cache::ReplyCache::new(1024),
+    }
+}
+
+/// One question; an OPT record with payload `edns` when given (any value, 0 included).
+fn raw_query(id: u16, name: &str, qtype: u16, edns: Option<u16>) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&id.to_be_bytes());
+    p.extend_from_slice(&0x0100u16.to_be_bytes());
+    p.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, edns.is_some() as u8]);
+    for label in name.trim_end_matches('.').split('.') {
+        p.push(label.len() as u8);
+        p.extend_from_slice(label.as_bytes());
+    }
+    p.push(0);
+    p.extend_from_slice(&qtype.to_be_bytes());
+    p.extend_from_slice(&1u16.to_be_bytes());
+    if let Some(payload) = edns {
+        p.extend_from_slice(&[0, 0, 41]);
+        p.extend_from_slice(&payload.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    }
+    p
+}
+
+fn reply(h: &Handler, packet: &[u8], t: Transport) -> Vec<u8> {
+    match h.handle_sync(packet, t) {
+        Step::Reply(bytes) => bytes,
+        Step::Drop => panic!("{t:?}: dropped"),
+        Step::Upstream(_) => panic!("{t:?}: an in-zone name went upstream"),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Addr {
+    V4(u32),
+    V6(u128),
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    #[test]
+    fn udp_replies_fit_the_client_and_tcp_replies_are_whole(
+        addrs in prop::collection::vec(
+            prop_oneof![any::<u32>().prop_map(Addr::V4), any::<u128>().prop_map(Addr::V6)],
+            1..300,
+        ),
+        // None: no EDNS; otherwise any advertised payload, below 512 included.
+        edns in prop_oneof![Just(None), (0u16..=4096).prop_map(Some), (512u16..=4096).prop_map(Some)],
+        id: u16,
+        aaaa: bool,
+        upper: bool,
+    ) {
+        let records: Vec<msg::Record> = addrs
+            .iter()
+            .map(|a| match a {
+                Addr::V4(v) => msg::Record::host(Ipv4Addr::from(*v).to_string()),
+                Addr::V6(v) => msg::Record::host(Ipv6Addr::from(*v).to_string()),
+            })
+            .collect();
+        let wanted: BTreeSet<String> = addrs
+            .iter()
+            .filter_map(|a| match (a, aaaa) {
+                (Addr::V4(v), false) => Some(Ipv4Addr::from(*v).to_string()),
+                (Addr::V6(v), true) => Some(Ipv6Addr::from(*v).to_string()),
+                _ => None,
+            })
+            .collect();
+        let mut snapshot = Snapshot { ready: true, revision: 9, ..Snapshot::default() };
+        snapshot.map.insert(
+            Arc::from("local/kube/svc/default/big"),
+            parse_entry(msg::encode_value(&records).as_bytes()).unwrap(),
+        );
+        let h = handler(snapshot);
+        let name = if upper { "BIG.default.SVC.kube.local." } else { "big.default.svc.kube.local." };
+        let qtype = if aaaa { 28 } else { 1 };
+        let limit = edns.map_or(512, |p| usize::from(p.clamp(512, UDP_SIZE)));
+
+        let packet = raw_query(id, name, qtype, edns);
+        let udp = reply(&h, &packet, Transport::Udp);
+        prop_assert!(udp.len() <= limit, "{} bytes > {limit} (edns {edns:?})", udp.len());
+        let m = Message::from_vec(&udp).unwrap();
+        prop_assert_eq!(m.metadata.id, id);
+        prop_assert_eq!(m.edns.is_some(), edns.is_some());
+        let got: BTreeSet<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
+        if m.metadata.truncation {
+            prop_assert!(got.len() < wanted.len());
+        } else {
+            prop_assert_eq!(&got, &wanted, "not truncated, so complete");
+        }
+        // A reply-cache hit for the same question with another id: same bytes, new id.
+        let other = id.wrapping_add(1);
+        let again = reply(&h, &raw_query(other, name, qtype, edns), Transport::Udp);
+        prop_assert_eq!(&again[2..], &udp[2..]);
+        prop_assert_eq!(u16::from_be_bytes([again[0], again[1]]), other);
+
+        let tcp = reply(&h, &packet, Transport::Tcp);
+        let m = Message::from_vec(&tcp).unwrap();
+        prop_assert_eq!(m.metadata.id, id);
+        prop_assert!(!m.metadata.truncation);
+        let got: BTreeSet<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
+        prop_assert_eq!(&got, &wanted);
+        for r in &m.answers {
+            prop_assert_eq!(r.name.to_ascii(), name, "answers keep the question's case");
+        }
+    }
+}
+
+// ---- name ↔ path and record values ----------------------------------------------------------
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn path_of_name_agrees_with_the_contract(
+        labels in prop::collection::vec("[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,38}[a-zA-Z0-9_])?", 1..6),
+    ) {
+        let text = format!("{}.kube.local.", labels.join("."));
+        let name = Name::from_ascii(&text).unwrap();
+        let path = path_of_name(&name);
+        let expected = msg::name_to_path(&text);
+        prop_assert_eq!(path.as_deref(), Some(expected.as_str()));
+        let path = path.unwrap();
+        prop_assert_eq!(msg::path_to_name(&path), text.to_ascii_lowercase());
+        let key = msg::name_to_key(&msg::Prefix::default(), &text);
+        prop_assert_eq!(key, format!("/skydns/{path}"));
+    }
+
+    #[test]
+    fn path_of_name_never_escapes_a_label(
+        labels in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..20), 1..6),
+    ) {
+        let Ok(name) = Name::from_labels(labels.iter().map(|l| l.as_slice())) else {
+            return Ok(());
+        };
+        match path_of_name(&name) {
+            Some(path) => {
+                // One path segment per label, lower-cased, in reverse: no label can add a
+                // segment (a `/`) and so reach a key the name does not map to.
+                let segments: Vec<&str> = path.split('/').collect();
+                prop_assert_eq!(segments.len(), name.iter().count());
+                for (seg, label) in segments.iter().rev().zip(name.iter()) {
+                    let lower = label.to_ascii_lowercase();
+                    prop_assert_eq!(seg.as_bytes(), lower.as_slice());
+                }
+            }
+            None => prop_assert!(name
+                .iter()
+                .any(|l| l.contains(&b'/') || !l.is_ascii() || l.is_empty())),
+        }
+    }
+
+    #[test]
+    fn encoded_values_read_back_into_the_index(
+        records in prop::collection::vec(
+            (
+                prop_oneof![
+                    any::<u32>().prop_map(|v| Ipv4Addr::from(v).to_string()),
+                    any::<u128>().prop_map(|v| Ipv6Addr::from(v).to_string()),
+                    "[a-z0-9_]([a-z0-9-]{0,18}[a-z0-9])?(\\.[a-z0-9_]([a-z0-9-]{0,18}[a-z0-9])?){0,3}\\.?",
+                    Just(String::new()),
+                ],
+                any::<u16>(), any::<u16>(), any::<u16>(),
+                // Any text, control characters, quotes and backslashes included.
+                "(?s).{0,300}",
+                any::<bool>(), any::<u32>(), 0u32..10, "[a-z]{0,8}",
+            ),
+            1..20,
+        ),
+    ) {
+        let records: Vec<msg::Record> = records
+            .into_iter()
+            .map(|(host, port, priority, weight, text, mail, ttl, targetstrip, group)| {
+                msg::Record { host, port, priority, weight, text, mail, ttl, targetstrip, group }
+            })
+            .collect();
+        let value = msg::encode_value(&records);
+        prop_assert_eq!(&msg::parse_value(value.as_bytes()).unwrap(), &records);
+        let entry = parse_entry(value.as_bytes()).unwrap();
+        prop_assert_eq!(entry.len(), records.len());
+        for (rec, r) in entry.iter().zip(&records) {
+            prop_assert_eq!(rec.port, r.port);
+            prop_assert_eq!(rec.priority, r.effective_priority());
+            prop_assert_eq!(rec.weight, r.weight);
+            prop_assert_eq!(&rec.text, &r.text);
+            prop_assert_eq!(rec.mail, r.mail);
+            prop_assert_eq!(rec.ttl, r.ttl);
+            prop_assert_eq!(rec.targetstrip, r.targetstrip);
+            match &rec.host {
+                Host::None => prop_assert!(r.host.is_empty()),
+                Host::V4(ip) => prop_assert_eq!(ip.to_string(), r.host.clone()),
+                Host::V6(ip) => prop_assert_eq!(ip.to_string(), r.host.clone()),
+                Host::Name(n) => prop_assert_eq!(
+                    n.to_ascii(),
+                    format!("{}.", r.host.trim_end_matches('.'))
+                ),
+            }
+        }
+    }
+}
