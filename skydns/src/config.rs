@@ -57,6 +57,9 @@ pub struct Config {
     /// Largest UDP answer we send (EDNS payload we advertise).
     #[arg(long, env = "SKYDNS_UDP_SIZE", default_value_t = 1232)]
     pub udp_size: u16,
+    /// UDP receive threads (default: one per CPU).
+    #[arg(long, env = "SKYDNS_UDP_THREADS")]
+    pub udp_threads: Option<usize>,
     /// Most TCP connections served at once.
     #[arg(long, env = "SKYDNS_TCP_MAX_CONNS", default_value_t = 1000)]
     pub tcp_max_conns: usize,
@@ -97,6 +100,7 @@ pub struct Settings {
     pub rtimeout: Duration,
     pub hostmaster: String,
     pub udp_size: u16,
+    pub udp_threads: Option<usize>,
     pub tcp_max_conns: usize,
     pub tcp_idle_timeout: Duration,
     pub etcd_security: runtime::EtcdSecurity,
@@ -194,6 +198,7 @@ impl Config {
             rtimeout,
             hostmaster,
             udp_size: self.udp_size,
+            udp_threads: self.udp_threads.filter(|&n| n > 0),
             tcp_max_conns: self.tcp_max_conns,
             tcp_idle_timeout,
             etcd_security,

@@ -97,15 +97,22 @@ pub async fn run(
         metrics,
         shutdown.clone(),
     ));
-    let loops = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
-    let udp = tokio::spawn(server::serve_udp(
-        Arc::new(listeners.udp),
+    let threads = settings.udp_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let udp_socket = listeners.udp.into_std()?;
+    let (udp_handler, udp_stop, rt) = (
         handler.clone(),
-        loops,
         shutdown.clone(),
-    ));
+        tokio::runtime::Handle::current(),
+    );
+    let udp = tokio::task::spawn_blocking(move || {
+        if let Err(e) = server::serve_udp_threads(udp_socket, udp_handler, threads, rt, udp_stop) {
+            tracing::error!(error = %e, "udp threads failed");
+        }
+    });
     let tcp = tokio::spawn(server::serve_tcp(
         listeners.tcp,
         handler,

@@ -1,13 +1,14 @@
-//! The sockets: UDP receive loops that answer index hits inline and hand upstream work to
-//! bounded tasks, and a TCP acceptor with a connection limit, an idle timeout, and pipelined
-//! queries answered concurrently on each connection.
+//! The sockets: dedicated UDP receive threads (blocking receives, no async wake-ups on the hot
+//! path) that answer index hits inline and hand upstream work to bounded tokio tasks, and a TCP
+//! acceptor with a connection limit, an idle timeout, and pipelined queries answered
+//! concurrently on each connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -19,69 +20,101 @@ const MAX_UDP_PENDING: usize = 1024;
 /// Queries in flight at once on one TCP connection (further reads wait).
 const MAX_TCP_INFLIGHT: usize = 64;
 
-/// Serve UDP on `socket` with `loops` receive loops until `shutdown`.
-pub async fn serve_udp(
-    socket: Arc<UdpSocket>,
+/// How often a blocked UDP receive wakes up to check for shutdown.
+const UDP_POLL: Duration = Duration::from_millis(100);
+
+/// Serve UDP on `socket` with `threads` dedicated receive threads until `shutdown`. Each thread
+/// receives, answers from the index and sends without leaving its thread; questions that need
+/// the upstream are finished on the tokio runtime `rt`. Returns when every thread has stopped.
+pub fn serve_udp_threads(
+    socket: std::net::UdpSocket,
     handler: Arc<Handler>,
-    loops: usize,
+    threads: usize,
+    rt: tokio::runtime::Handle,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    socket.set_nonblocking(false)?;
+    socket.set_read_timeout(Some(UDP_POLL))?;
+    socket.set_write_timeout(Some(UDP_POLL))?;
+    let socket = Arc::new(socket);
+    let pending = Arc::new(Semaphore::new(MAX_UDP_PENDING));
+    let mut joins = Vec::new();
+    for i in 0..threads.max(1) {
+        let (socket, handler, pending, shutdown, rt) = (
+            socket.clone(),
+            handler.clone(),
+            pending.clone(),
+            shutdown.clone(),
+            rt.clone(),
+        );
+        joins.push(
+            std::thread::Builder::new()
+                .name(format!("skydns-udp-{i}"))
+                .spawn(move || udp_thread(socket, handler, pending, rt, shutdown))?,
+        );
+    }
+    for j in joins {
+        let _ = j.join();
+    }
+    Ok(())
+}
+
+fn udp_thread(
+    socket: Arc<std::net::UdpSocket>,
+    handler: Arc<Handler>,
+    pending: Arc<Semaphore>,
+    rt: tokio::runtime::Handle,
     shutdown: CancellationToken,
 ) {
-    let pending = Arc::new(Semaphore::new(MAX_UDP_PENDING));
-    let mut tasks = Vec::new();
-    for _ in 0..loops.max(1) {
-        let socket = socket.clone();
-        let handler = handler.clone();
-        let pending = pending.clone();
-        let shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut buf = vec![0u8; 65535];
-            loop {
-                let (n, peer) = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    r = socket.recv_from(&mut buf) => match r {
-                        Ok(v) => v,
-                        Err(e) => {
-                            // ICMP errors surface here on some systems; keep serving.
-                            tracing::debug!(error = %e, "udp receive error");
-                            continue;
-                        }
-                    },
-                };
-                match handler.handle_sync(&buf[..n], Transport::Udp) {
-                    Step::Reply(bytes) => send(&socket, &bytes, peer).await,
-                    Step::Drop => {}
-                    Step::Upstream(p) => match pending.clone().try_acquire_owned() {
-                        Ok(permit) => {
-                            let socket = socket.clone();
-                            let handler = handler.clone();
-                            tokio::spawn(async move {
-                                if let Some(bytes) = handler.finish(*p).await {
-                                    send(&socket, &bytes, peer).await;
-                                }
-                                drop(permit);
-                            });
-                        }
-                        Err(_) => {
-                            handler.metrics.error(
-                                crate::metrics::System::Recursive,
-                                crate::metrics::Cause::Overflow,
-                            );
-                            if let Some(bytes) = servfail(&buf[..n]) {
-                                send(&socket, &bytes, peer).await;
-                            }
-                        }
-                    },
-                }
+    let mut buf = vec![0u8; 65535];
+    while !shutdown.is_cancelled() {
+        let (n, peer) = match socket.recv_from(&mut buf) {
+            Ok(v) => v,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
             }
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
+            Err(e) => {
+                // ICMP errors surface here on some systems; keep serving.
+                tracing::debug!(error = %e, "udp receive error");
+                continue;
+            }
+        };
+        match handler.handle_sync(&buf[..n], Transport::Udp) {
+            Step::Reply(bytes) => send_blocking(&socket, &bytes, peer),
+            Step::Drop => {}
+            Step::Upstream(p) => match pending.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let socket = socket.clone();
+                    let handler = handler.clone();
+                    rt.spawn(async move {
+                        if let Some(bytes) = handler.finish(*p).await {
+                            send_blocking(&socket, &bytes, peer);
+                        }
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    handler.metrics.error(
+                        crate::metrics::System::Recursive,
+                        crate::metrics::Cause::Overflow,
+                    );
+                    if let Some(bytes) = servfail(&buf[..n]) {
+                        send_blocking(&socket, &bytes, peer);
+                    }
+                }
+            },
+        }
     }
 }
 
-async fn send(socket: &UdpSocket, bytes: &[u8], peer: SocketAddr) {
-    if let Err(e) = socket.send_to(bytes, peer).await {
+/// A UDP send never waits long: the socket has a short write timeout.
+fn send_blocking(socket: &std::net::UdpSocket, bytes: &[u8], peer: SocketAddr) {
+    if let Err(e) = socket.send_to(bytes, peer) {
         tracing::debug!(error = %e, %peer, "udp send failed");
     }
 }
