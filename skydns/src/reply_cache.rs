@@ -1,18 +1,26 @@
 //! A cache of encoded authoritative replies, keyed by the query packet as received (minus its
 //! id) and the transport, and tagged with the index generation they were computed from: any
 //! change to the index makes every older entry a miss, so a cached reply is always exactly what
-//! the query path would compute now. Bounded: each shard is cleared when it fills.
+//! the query path would compute now.
+//!
+//! Built for the query path: a lookup hashes the packet in place (no allocation); a key is only
+//! admitted on its second sighting (a one-slot-per-bucket doorkeeper), so the stream of one-off
+//! names a pod's search path produces does not flush the names that repeat; when a shard is full
+//! its oldest entry is evicted.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 
+use hashbrown::HashTable;
 use hickory_proto::op::ResponseCode;
 
 use crate::forward::Transport;
 use crate::metrics::System;
 
 const SHARDS: usize = 16;
+/// Doorkeeper slots per shard.
+const DOORKEEPER: usize = 8192;
 
 /// What a hit returns besides the bytes (for metrics).
 #[derive(Debug, Clone, Copy)]
@@ -23,12 +31,22 @@ pub struct ReplyMeta {
 }
 
 struct Entry {
+    hash: u64,
+    transport: Transport,
+    /// The query without its id.
+    key: Box<[u8]>,
     generation: u64,
     bytes: Box<[u8]>,
     meta: ReplyMeta,
 }
 
-type Shard = HashMap<Box<[u8]>, Entry>;
+struct Shard {
+    table: HashTable<Entry>,
+    /// Insertion order, for evicting the oldest entry.
+    order: VecDeque<u64>,
+    /// Hashes seen once (admission on the second sighting).
+    seen: Box<[u64]>,
+}
 
 /// The sharded cache.
 pub struct ReplyCache {
@@ -41,21 +59,26 @@ impl ReplyCache {
     /// A cache of about `capacity` entries; `None` when 0 (off).
     pub fn new(capacity: usize) -> Option<Self> {
         (capacity > 0).then(|| ReplyCache {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        table: HashTable::new(),
+                        order: VecDeque::new(),
+                        seen: vec![0u64; DOORKEEPER].into_boxed_slice(),
+                    })
+                })
+                .collect(),
             per_shard: capacity.div_ceil(SHARDS),
             hasher: RandomState::new(),
         })
     }
 
-    fn key(transport: Transport, packet: &[u8]) -> Vec<u8> {
-        let mut key = Vec::with_capacity(packet.len() - 1);
-        key.push(transport as u8);
-        key.extend_from_slice(&packet[2..]);
-        key
+    fn hash(&self, transport: Transport, packet: &[u8]) -> u64 {
+        self.hasher.hash_one((transport as u8, &packet[2..]))
     }
 
-    fn shard(&self, key: &[u8]) -> &Mutex<Shard> {
-        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
+    fn shard(&self, hash: u64) -> &Mutex<Shard> {
+        &self.shards[(hash as usize) % SHARDS]
     }
 
     /// The reply for `packet` (len ≥ 12) computed at `generation`, with the packet's id.
@@ -65,9 +88,11 @@ impl ReplyCache {
         packet: &[u8],
         generation: u64,
     ) -> Option<(Vec<u8>, ReplyMeta)> {
-        let key = Self::key(transport, packet);
-        let shard = self.shard(&key).lock().ok()?;
-        let entry = shard.get(key.as_slice())?;
+        let hash = self.hash(transport, packet);
+        let shard = self.shard(hash).lock().ok()?;
+        let entry = shard
+            .table
+            .find(hash, |e| matches(e, hash, transport, packet))?;
         if entry.generation != generation {
             return None;
         }
@@ -77,7 +102,7 @@ impl ReplyCache {
         Some((bytes, entry.meta))
     }
 
-    /// Remember the reply to `packet`.
+    /// Remember the reply to `packet` (admitted from its second sighting on).
     pub fn put(
         &self,
         transport: Transport,
@@ -86,26 +111,54 @@ impl ReplyCache {
         reply: &[u8],
         meta: ReplyMeta,
     ) {
-        if reply.len() < 12 {
+        if reply.len() < 12 || packet.len() < 12 {
             return;
         }
-        let key = Self::key(transport, packet);
-        let Ok(mut shard) = self.shard(&key).lock() else {
+        let hash = self.hash(transport, packet);
+        let Ok(mut guard) = self.shard(hash).lock() else {
             return;
         };
-        if shard.len() >= self.per_shard {
-            // Crude but bounded; stale generations make up most of a full shard anyway.
-            shard.clear();
+        let shard = &mut *guard;
+        if let Some(e) = shard
+            .table
+            .find_mut(hash, |e| matches(e, hash, transport, packet))
+        {
+            e.generation = generation;
+            e.bytes = reply.into();
+            e.meta = meta;
+            return;
         }
-        shard.insert(
-            key.into_boxed_slice(),
+        let slot = ((hash >> 32) as usize) % DOORKEEPER;
+        if shard.seen[slot] != hash {
+            shard.seen[slot] = hash;
+            return;
+        }
+        while shard.table.len() >= self.per_shard {
+            let Some(old) = shard.order.pop_front() else {
+                break;
+            };
+            if let Ok(e) = shard.table.find_entry(old, |e| e.hash == old) {
+                e.remove();
+            }
+        }
+        shard.table.insert_unique(
+            hash,
             Entry {
+                hash,
+                transport,
+                key: packet[2..].into(),
                 generation,
                 bytes: reply.into(),
                 meta,
             },
+            |e| e.hash,
         );
+        shard.order.push_back(hash);
     }
+}
+
+fn matches(e: &Entry, hash: u64, transport: Transport, packet: &[u8]) -> bool {
+    e.hash == hash && e.transport == transport && *e.key == packet[2..]
 }
 
 #[cfg(test)]
@@ -121,13 +174,18 @@ mod tests {
     }
 
     #[test]
-    fn hit_patches_the_id_and_generation_invalidates() {
+    fn second_sighting_is_cached_hits_patch_the_id_and_generation_invalidates() {
         let c = ReplyCache::new(100).unwrap();
         let q1 = [0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'f', b'o', b'o', 0];
         let mut q2 = q1;
         q2[0] = 9;
         q2[1] = 9;
         let reply = [0, 1, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0];
+        c.put(Transport::Udp, &q1, 7, &reply, meta());
+        assert!(
+            c.get(Transport::Udp, &q2, 7).is_none(),
+            "first sighting only remembered"
+        );
         c.put(Transport::Udp, &q1, 7, &reply, meta());
         let (bytes, _) = c.get(Transport::Udp, &q2, 7).unwrap();
         assert_eq!(&bytes[..2], &[9, 9]);
@@ -140,17 +198,27 @@ mod tests {
         let mut other = q1;
         other[13] = b'g';
         assert!(c.get(Transport::Udp, &other, 7).is_none(), "other question");
+        // A newer generation replaces the entry in place.
+        let reply2 = [0, 1, 0x81, 0x83, 0, 1, 0, 0, 0, 0, 0, 0];
+        c.put(Transport::Udp, &q1, 8, &reply2, meta());
+        assert_eq!(c.get(Transport::Udp, &q1, 8).unwrap().0[3], 0x83);
     }
 
     #[test]
-    fn bounded() {
+    fn bounded_and_oldest_evicted() {
         let c = ReplyCache::new(32).unwrap();
-        for i in 0..10_000u32 {
+        let q = |i: u32| {
             let mut q = vec![0u8; 12];
             q.extend_from_slice(&i.to_be_bytes());
-            c.put(Transport::Udp, &q, 1, &[0u8; 12], meta());
+            q
+        };
+        for i in 0..10_000u32 {
+            c.put(Transport::Udp, &q(i), 1, &[0u8; 12], meta());
+            c.put(Transport::Udp, &q(i), 1, &[0u8; 12], meta());
         }
-        let total: usize = c.shards.iter().map(|s| s.lock().unwrap().len()).sum();
+        let total: usize = c.shards.iter().map(|s| s.lock().unwrap().table.len()).sum();
         assert!(total <= 32 + SHARDS, "{total}");
+        assert!(c.get(Transport::Udp, &q(9_999), 1).is_some(), "newest kept");
+        assert!(c.get(Transport::Udp, &q(0), 1).is_none(), "oldest evicted");
     }
 }
