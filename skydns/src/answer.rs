@@ -203,7 +203,7 @@ fn find<'a>(snap: &'a Snapshot, path: &str, tree: Tree, qtype: RecordType) -> Fo
     match tree {
         Tree::Outside => Found::NotOurs,
         Tree::Apex | Tree::KubeRoot | Tree::Kube => {
-            if let Some((k, entry)) = snap.map.get_key_value(path) {
+            if let Some((k, entry)) = snap.get_key_value(path) {
                 Found::Records(entry.iter().map(|r| (k, r)).collect())
             } else if tree != Tree::Kube || snap.has_below(path) {
                 Found::Empty
@@ -215,7 +215,7 @@ fn find<'a>(snap: &'a Snapshot, path: &str, tree: Tree, qtype: RecordType) -> Fo
             if path.split('/').any(is_wild) {
                 return find_wildcard(snap, path, qtype);
             }
-            if let Some((k, entry)) = snap.map.get_key_value(path) {
+            if let Some((k, entry)) = snap.get_key_value(path) {
                 return Found::Records(entry.iter().map(|r| (k, r)).collect());
             }
             let mut any_below = false;
@@ -551,7 +551,7 @@ fn kube_srv(snap: &Snapshot, params: &ZoneParams, path: &str, owner: &Name, out:
     let mut found_any = snap.get(path).is_some();
     let mut records: Vec<(&Arc<str>, &Rec)> = Vec::new();
     if is_port_key {
-        if let Some((k, entry)) = snap.map.get_key_value(path) {
+        if let Some((k, entry)) = snap.get_key_value(path) {
             records.extend(entry.iter().map(|r| (k, r)));
         }
     } else {
@@ -612,7 +612,6 @@ fn ns_records(
 ) {
     let ns_path = format!("{apex_path}/dns/ns");
     let entries: Vec<(&Arc<str>, &crate::index::Entry)> = snap
-        .map
         .get_key_value(ns_path.as_str())
         .into_iter()
         .chain(snap.below(&ns_path))

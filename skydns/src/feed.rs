@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
-use imbl::OrdMap;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
@@ -66,18 +65,14 @@ async fn sync_and_watch(
 ) -> Result<(), FeedError> {
     let root = settings.zone.prefix().root();
     let mut client = connect(settings).await?;
-    let (map, revision) = read_all(&mut client, &root, settings, metrics).await?;
-    let snapshot = Snapshot {
-        map,
-        revision,
-        ready: true,
-        generation: 0,
-    };
+    let (mut snapshot, revision) = read_all(&mut client, &root, settings, metrics).await?;
+    snapshot.revision = revision;
+    snapshot.ready = true;
     metrics.observe_snapshot(&snapshot);
     index.store(snapshot);
     tracing::info!(
         revision,
-        keys = index.load().map.len(),
+        keys = index.load().len(),
         "index loaded from etcd"
     );
     *backoff = Duration::from_millis(100);
@@ -122,14 +117,14 @@ async fn sync_and_watch(
             match event.event_type() {
                 EventType::Put => match entry_of(&path, kv.value(), metrics) {
                     Some(entry) => {
-                        next.map.insert(path, entry);
+                        next.insert(path, entry);
                     }
                     None => {
-                        next.map.remove(&*path);
+                        next.remove(&path);
                     }
                 },
                 EventType::Delete => {
-                    next.map.remove(&*path);
+                    next.remove(&path);
                 }
             }
         }
@@ -147,8 +142,8 @@ async fn read_all(
     root: &str,
     settings: &Settings,
     metrics: &Metrics,
-) -> Result<(OrdMap<Arc<str>, Entry>, i64), etcd_client::Error> {
-    let mut map = OrdMap::new();
+) -> Result<(Snapshot, i64), etcd_client::Error> {
+    let mut map = Snapshot::default();
     let range_end = prefix_end(root.as_bytes());
     let mut start: Vec<u8> = root.as_bytes().to_vec();
     let mut revision = 0i64;

@@ -257,7 +257,7 @@ impl Handler {
             resp.metadata.response_code = ResponseCode::Refused;
             return Prepared::Ready(resp, System::Auth, None);
         }
-        let snap = self.index.load();
+        let snap = self.index.snapshot();
         match answer(&snap, &self.params, qname, qtype) {
             Outcome::Auth(auth) => {
                 let system = if auth.reverse {

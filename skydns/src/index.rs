@@ -102,9 +102,16 @@ pub fn parse_entry(value: &[u8]) -> Result<Entry, ValueError> {
 }
 
 /// One immutable view of every record, keyed by path (`local/cluster/svc/default/x`).
+///
+/// Three persistent maps share the same entries: the ordered map serves range scans (directory
+/// unions, wildcards, SRV below a service), the hash map exact lookups, and the interior counts
+/// ("how many keys lie below this path") decide NODATA vs NXDOMAIN — so the query path's lookups
+/// are hash lookups, and a writer's update is O(depth · log n) without copying the whole view.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    pub map: OrdMap<Arc<str>, Entry>,
+    map: OrdMap<Arc<str>, Entry>,
+    exact: imbl::HashMap<Arc<str>, Entry>,
+    interior: imbl::HashMap<Arc<str>, u32>,
     /// etcd revision this view reflects (the SOA serial).
     pub revision: i64,
     /// Whether the first full read from etcd is in.
@@ -114,15 +121,57 @@ pub struct Snapshot {
     pub generation: u64,
 }
 
+/// Every proper ancestor of a path (`a/b/c` → `a`, `a/b`).
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(i, _)| &path[..i])
+}
+
 impl Snapshot {
+    /// Add or replace the records at `path`.
+    pub fn insert(&mut self, path: Arc<str>, entry: Entry) {
+        if self.exact.insert(path.clone(), entry.clone()).is_none() {
+            for a in ancestors(&path) {
+                *self.interior.entry(Arc::from(a)).or_insert(0) += 1;
+            }
+        }
+        self.map.insert(path, entry);
+    }
+
+    /// Remove the records at `path`, if any.
+    pub fn remove(&mut self, path: &str) {
+        if self.exact.remove(path).is_some() {
+            for a in ancestors(path) {
+                let gone = match self.interior.get_mut(a) {
+                    Some(n) => {
+                        *n -= 1;
+                        *n == 0
+                    }
+                    None => false,
+                };
+                if gone {
+                    self.interior.remove(a);
+                }
+            }
+        }
+        self.map.remove(path);
+    }
+
     /// The records stored exactly at `path`.
     pub fn get(&self, path: &str) -> Option<&Entry> {
-        self.map.get(path)
+        self.exact.get(path)
+    }
+
+    /// The stored key and records at `path`.
+    pub fn get_key_value(&self, path: &str) -> Option<(&Arc<str>, &Entry)> {
+        self.exact.get_key_value(path)
     }
 
     /// Whether any key lies strictly below `path`.
     pub fn has_below(&self, path: &str) -> bool {
-        self.below(path).next().is_some()
+        if path.is_empty() {
+            return !self.map.is_empty();
+        }
+        self.interior.contains_key(path)
     }
 
     /// Every key strictly below `path`, in order. Keys below `p` are exactly those in
@@ -140,6 +189,16 @@ impl Snapshot {
         self.map
             .range::<_, str>((Bound::Included(lo.as_str()), upper))
             .filter(move |(k, _)| k.len() > lo.len() || lo.is_empty())
+    }
+
+    /// Number of keys held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 
     /// Number of records held (summed over keys).
@@ -173,6 +232,12 @@ impl Index {
         self.current.store(Arc::new(snapshot));
     }
 
+    /// A borrowed view of the current snapshot for the query path: no reference-count traffic
+    /// shared between threads.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
     /// The generation of the current snapshot.
     pub fn generation(&self) -> u64 {
         self.current.load().generation
@@ -187,7 +252,7 @@ mod tests {
         let mut s = Snapshot::default();
         for k in keys {
             let e = parse_entry(br#"{"host":"1.2.3.4"}"#).unwrap();
-            s.map.insert(Arc::from(*k), e);
+            s.insert(Arc::from(*k), e);
         }
         s
     }
@@ -201,6 +266,26 @@ mod tests {
         assert!(!s.has_below("a/c"));
         assert!(!s.has_below("a/b/c/d"));
         assert_eq!(s.below("").count(), 7);
+    }
+
+    #[test]
+    fn interior_counts_follow_inserts_and_removes() {
+        let mut s = snap(&["a/b/c", "a/b/d", "x"]);
+        assert!(
+            s.has_below("a") && s.has_below("a/b") && !s.has_below("a/b/c") && !s.has_below("x")
+        );
+        s.remove("a/b/c");
+        assert!(s.has_below("a/b"));
+        s.remove("a/b/d");
+        assert!(!s.has_below("a/b") && !s.has_below("a"));
+        // Replacing a value does not double-count.
+        let e = parse_entry(br#"{"host":"1.2.3.4"}"#).unwrap();
+        s.insert(Arc::from("p/q"), e.clone());
+        s.insert(Arc::from("p/q"), e);
+        s.remove("p/q");
+        assert!(!s.has_below("p"));
+        assert_eq!(s.get("x").map(|e| e.len()), Some(1));
+        assert_eq!(s.len(), 1);
     }
 
     #[test]

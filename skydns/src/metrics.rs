@@ -216,7 +216,7 @@ impl Metrics {
 
     /// Update the index gauges.
     pub fn observe_snapshot(&self, s: &Snapshot) {
-        self.keys.set(s.map.len() as i64);
+        self.keys.set(s.len() as i64);
         self.revision.set(s.revision);
     }
 }

@@ -67,7 +67,16 @@ fn udp_thread(
     shutdown: CancellationToken,
 ) {
     let mut buf = vec![0u8; 65535];
-    while !shutdown.is_cancelled() {
+    // `is_cancelled` takes a lock; between timeouts the loop only checks a plain flag.
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (stopping, shutdown) = (stopping.clone(), shutdown.clone());
+        rt.spawn(async move {
+            shutdown.cancelled().await;
+            stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+    while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
         let (n, peer) = match socket.recv_from(&mut buf) {
             Ok(v) => v,
             Err(e)

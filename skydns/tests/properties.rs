@@ -215,8 +215,10 @@ proptest! {
                 _ => None,
             })
             .collect();
-        let mut snapshot = Snapshot { ready: true, revision: 9, ..Snapshot::default() };
-        snapshot.map.insert(
+        let mut snapshot = Snapshot::default();
+        snapshot.ready = true;
+        snapshot.revision = 9;
+        snapshot.insert(
             Arc::from("local/kube/svc/default/big"),
             parse_entry(msg::encode_value(&records).as_bytes()).unwrap(),
         );

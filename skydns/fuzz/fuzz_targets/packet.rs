@@ -73,15 +73,12 @@ fn records() -> Vec<(String, String)> {
 fn handler() -> &'static Handler {
     static H: OnceLock<Handler> = OnceLock::new();
     H.get_or_init(|| {
-        let mut snapshot = Snapshot {
-            revision: 42,
-            ready: true,
-            generation: 0,
-            ..Snapshot::default()
-        };
+        let mut snapshot = Snapshot::default();
+        snapshot.revision = 42;
+        snapshot.ready = true;
         for (path, value) in records() {
             let entry = parse_entry(value.as_bytes()).expect("seed records parse");
-            snapshot.map.insert(Arc::from(path.as_str()), entry);
+            snapshot.insert(Arc::from(path.as_str()), entry);
         }
         let index = Arc::new(Index::new());
         index.store(snapshot);
