@@ -50,7 +50,12 @@ impl EtcdSecurity {
             (None, None) => None,
             _ => return Err(EtcdSecurityError::HalfAuth),
         };
-        Ok(EtcdSecurity { ca_cert, cert, key, auth })
+        Ok(EtcdSecurity {
+            ca_cert,
+            cert,
+            key,
+            auth,
+        })
     }
 
     /// Whether TLS is configured.
@@ -59,7 +64,10 @@ impl EtcdSecurity {
     }
 
     /// Connect options with these settings, the given request timeout and keep-alives.
-    pub fn connect_options(&self, request_timeout: Option<Duration>) -> Result<ConnectOptions, EtcdSecurityError> {
+    pub fn connect_options(
+        &self,
+        request_timeout: Option<Duration>,
+    ) -> Result<ConnectOptions, EtcdSecurityError> {
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
@@ -76,7 +84,10 @@ impl EtcdSecurity {
                 tls = tls.ca_certificate(Certificate::from_pem(read("CA certificate", ca)?));
             }
             if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
-                tls = tls.identity(Identity::from_pem(read("client certificate", cert)?, read("client key", key)?));
+                tls = tls.identity(Identity::from_pem(
+                    read("client certificate", cert)?,
+                    read("client key", key)?,
+                ));
             }
             opts = opts.with_tls(tls);
         }
@@ -84,7 +95,11 @@ impl EtcdSecurity {
     }
 
     /// Connect to `endpoints`.
-    pub async fn connect(&self, endpoints: &[String], request_timeout: Option<Duration>) -> anyhow::Result<Client> {
+    pub async fn connect(
+        &self,
+        endpoints: &[String],
+        request_timeout: Option<Duration>,
+    ) -> anyhow::Result<Client> {
         let opts = self.connect_options(request_timeout)?;
         Ok(Client::connect(endpoints, Some(opts)).await?)
     }
