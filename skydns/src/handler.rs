@@ -105,7 +105,7 @@ impl Handler {
             },
         };
         let dnssec_ok = req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
-        let (resp, query, chase) = match self.prepare(&req) {
+        let (resp, query, chase) = match self.prepare(&req, dnssec_ok) {
             Prepared::Ready(resp, system, cacheable) => {
                 let step = self.send(resp, system, max, started);
                 if let (Some(generation), Some(cache), Step::Reply(bytes)) =
@@ -221,13 +221,12 @@ impl Handler {
             .observe(system, started.elapsed().as_secs_f64(), size);
     }
 
-    fn prepare(&self, req: &Message) -> Prepared {
+    fn prepare(&self, req: &Message, dnssec_ok: bool) -> Prepared {
         let mut resp = Message::new(req.metadata.id, MessageType::Response, req.metadata.op_code);
         resp.metadata.recursion_desired = req.metadata.recursion_desired;
         resp.metadata.checking_disabled = req.metadata.checking_disabled;
         resp.metadata.recursion_available = self.recursion;
         resp.queries = req.queries.clone();
-        let dnssec_ok = req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
         if let Some(client) = &req.edns {
             let mut ours = Edns::new();
             ours.set_max_payload(self.udp_size);

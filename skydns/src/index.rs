@@ -200,11 +200,6 @@ impl Snapshot {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
-
-    /// Number of records held (summed over keys).
-    pub fn record_count(&self) -> usize {
-        self.map.values().map(|e| e.len()).sum()
-    }
 }
 
 /// The shared index: one writer (the etcd feed), any number of readers.

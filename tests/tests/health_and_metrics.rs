@@ -201,7 +201,8 @@ async fn healthz_follows_skydns_and_metrics_move() {
         !reason.contains("kube2sky:"),
         "kube2sky still healthy: {reason}"
     );
-    let (status, json) = common::http_get_with(hz, "/healthz/skydns", "application/json").await;
+    let (status, json) =
+        test_support::http::get_with_accept(hz, "/healthz/skydns", "application/json").await;
     assert_eq!(status, 503);
     assert!(
         json.contains("\"skydns\"") || json.contains("skydns"),

@@ -5,6 +5,7 @@
 pub mod apiserver;
 pub mod dns;
 pub mod etcd;
+pub mod http;
 pub mod objects;
 pub mod tls;
 pub mod upstream;

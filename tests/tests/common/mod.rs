@@ -190,32 +190,4 @@ impl Stack {
     }
 }
 
-/// GET a path; (status, body).
-pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    http_get_with(addr, path, "*/*").await
-}
-
-/// GET a path with an `Accept` header; (status, body).
-pub async fn http_get_with(addr: SocketAddr, path: &str, accept: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return (0, String::new());
-    };
-    let req =
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).await.is_err() {
-        return (0, String::new());
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out).await;
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
+pub use test_support::http::get as http_get;
