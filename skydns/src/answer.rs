@@ -83,20 +83,17 @@ pub struct AuthAnswer {
 
 /// The path of a DNS name (`local/cluster/svc`), or `None` if a label cannot map to a key.
 pub fn path_of_name(name: &Name) -> Option<String> {
-    let labels: Vec<&[u8]> = name.iter().collect();
-    let mut out = String::with_capacity(name.len());
-    for (i, label) in labels.iter().rev().enumerate() {
+    let mut out = Vec::with_capacity(name.len());
+    for label in name.iter().rev() {
         if label.is_empty() || label.contains(&b'/') || !label.is_ascii() {
             return None;
         }
-        if i > 0 {
-            out.push('/');
+        if !out.is_empty() {
+            out.push(b'/');
         }
-        for &b in label.iter() {
-            out.push(b.to_ascii_lowercase() as char);
-        }
+        out.extend(label.iter().map(u8::to_ascii_lowercase));
     }
-    Some(out)
+    String::from_utf8(out).ok()
 }
 
 /// How a name exists in the index.
@@ -129,7 +126,7 @@ pub fn answer(snap: &Snapshot, params: &ZoneParams, qname: &Name, qtype: RecordT
         return reverse_answer(snap, params, &path, qname, qtype);
     }
     let mut out = AuthAnswer::default();
-    let mut visited = HashSet::new();
+    let mut visited = Vec::new();
     resolve(
         snap,
         params,
@@ -284,10 +281,9 @@ fn resolve(
     owner: &Name,
     qtype: RecordType,
     out: &mut AuthAnswer,
-    visited: &mut HashSet<String>,
+    visited: &mut Vec<String>,
     depth: usize,
 ) {
-    visited.insert(path.to_string());
     // The apex answers SOA and NS itself.
     if tree == Tree::Apex && depth == 0 {
         match qtype {
@@ -319,9 +315,9 @@ fn resolve(
         }
     };
     match qtype {
-        RecordType::A | RecordType::AAAA => {
-            address_records(snap, params, &records, owner, qtype, out, visited, depth)
-        }
+        RecordType::A | RecordType::AAAA => address_records(
+            snap, params, path, &records, owner, qtype, out, visited, depth,
+        ),
         RecordType::CNAME => {
             if let Some((_, rec)) = first_alias(&records) {
                 if let Host::Name(target) = &rec.host {
@@ -391,11 +387,12 @@ fn first_alias<'a>(records: &[(&'a Arc<str>, &'a Rec)]) -> Option<(&'a Arc<str>,
 fn address_records(
     snap: &Snapshot,
     params: &ZoneParams,
+    path: &str,
     records: &[(&Arc<str>, &Rec)],
     owner: &Name,
     qtype: RecordType,
     out: &mut AuthAnswer,
-    visited: &mut HashSet<String>,
+    visited: &mut Vec<String>,
     depth: usize,
 ) {
     let mut any_ip = false;
@@ -435,6 +432,8 @@ fn address_records(
         ttl(params, rec),
         RData::CNAME(CNAME(target.clone())),
     ));
+    // The paths a chase has left, for loop detection (no allocation when nothing is chased).
+    visited.push(path.to_string());
     chase(snap, params, target, qtype, out, visited, depth);
 }
 
@@ -445,7 +444,7 @@ fn chase(
     target: &Name,
     qtype: RecordType,
     out: &mut AuthAnswer,
-    visited: &mut HashSet<String>,
+    visited: &mut Vec<String>,
     depth: usize,
 ) {
     if !params.apex.zone_of(target) {

@@ -106,6 +106,17 @@ pub struct Settings {
     pub etcd_security: runtime::EtcdSecurity,
 }
 
+impl Settings {
+    /// UDP receive threads: `--udp-threads`, else one per CPU.
+    pub fn udp_thread_count(&self) -> usize {
+        self.udp_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
+    }
+}
+
 impl Config {
     /// Check every flag; the error says which one is wrong and why.
     pub fn validate(&self) -> Result<Settings, ConfigError> {

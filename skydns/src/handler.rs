@@ -297,14 +297,14 @@ impl Handler {
 /// Encode `resp`, fitting it in `max` bytes: first without the additional section, then as a
 /// truncated reply (question only, TC set). `None` if even that cannot be encoded.
 pub fn fit(resp: &mut Message, max: usize) -> Option<Vec<u8>> {
-    if let Ok(bytes) = resp.to_vec() {
+    if let Some(bytes) = encode(resp) {
         if bytes.len() <= max {
             return Some(bytes);
         }
     }
     if !resp.additionals.is_empty() {
         resp.additionals.clear();
-        if let Ok(bytes) = resp.to_vec() {
+        if let Some(bytes) = encode(resp) {
             if bytes.len() <= max {
                 return Some(bytes);
             }
@@ -314,7 +314,12 @@ pub fn fit(resp: &mut Message, max: usize) -> Option<Vec<u8>> {
     resp.authorities.clear();
     resp.additionals.clear();
     resp.metadata.truncation = true;
-    resp.to_vec().ok().filter(|b| b.len() <= max.max(512))
+    encode(resp).filter(|b| b.len() <= max.max(512))
+}
+
+/// Our fast encoder for what it covers, hickory-proto's for the rest.
+fn encode(resp: &Message) -> Option<Vec<u8>> {
+    crate::wire::encode(resp).or_else(|| resp.to_vec().ok())
 }
 
 /// FORMERR for a packet whose header is readable but whose body is not: the id and opcode

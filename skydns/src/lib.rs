@@ -1,7 +1,7 @@
 //! skydns: a SkyDNS-compatible DNS server. It answers the cluster zone from an in-memory index
 //! that one etcd watch feeds (`feed`, `index`), composes answers per the record contract
-//! (`answer`), forwards everything else upstream with a cache (`forward`), and owns its sockets
-//! (`server`). `run` is what `main` and the tests call.
+//! (`answer`) and encodes them (`wire`), forwards everything else upstream with a cache (`forward`), and owns its sockets
+//! (`udp`, `tcp`). `run` is what `main` and the tests call.
 
 pub mod answer;
 pub mod config;
@@ -12,7 +12,9 @@ pub mod handler;
 pub mod index;
 pub mod metrics;
 pub mod reply_cache;
-pub mod server;
+pub mod tcp;
+pub mod udp;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -97,23 +99,18 @@ pub async fn run(
         metrics,
         shutdown.clone(),
     ));
-    let threads = settings.udp_threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    });
-    let udp_socket = listeners.udp.into_std()?;
+    let (udp_socket, threads) = (listeners.udp.into_std()?, settings.udp_thread_count());
     let (udp_handler, udp_stop, rt) = (
         handler.clone(),
         shutdown.clone(),
         tokio::runtime::Handle::current(),
     );
     let udp = tokio::task::spawn_blocking(move || {
-        if let Err(e) = server::serve_udp_threads(udp_socket, udp_handler, threads, rt, udp_stop) {
+        if let Err(e) = udp::serve_udp_threads(udp_socket, udp_handler, threads, rt, udp_stop) {
             tracing::error!(error = %e, "udp threads failed");
         }
     });
-    let tcp = tokio::spawn(server::serve_tcp(
+    let tcp = tokio::spawn(tcp::serve_tcp(
         listeners.tcp,
         handler,
         settings.tcp_max_conns,

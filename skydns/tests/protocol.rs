@@ -1,6 +1,6 @@
 //! Protocol hygiene with real packets: EDNS echo and BADVERS, unknown options/flags/types/
 //! opcodes, header bits, truncation to the client's size with TC over UDP and complete answers
-//! over TCP, malformed packets, pipelined TCP queries, connection limits and idle timeouts.
+//! over TCP, malformed packets, UDP bursts from many clients, pipelined TCP queries, connection limits and idle timeouts.
 
 mod common;
 
@@ -319,6 +319,59 @@ async fn pipelined_tcp_queries_are_all_answered() {
     }
     ids.sort();
     assert_eq!(ids, (1000..1020).collect::<Vec<u16>>());
+    sky.stop().await;
+}
+
+/// Many clients fire at once, so the receive threads take several datagrams per call and send
+/// the replies together: each client gets exactly its own answers, nothing crossed or lost.
+#[tokio::test]
+async fn udp_bursts_from_many_clients_each_get_their_own_replies() {
+    let (_etcd, sky) = setup(&[]).await;
+    // 128 datagrams: well inside a default socket receive buffer, so none is dropped.
+    const CLIENTS: u16 = 8;
+    const PER_CLIENT: u16 = 16;
+    let mut sockets = Vec::new();
+    for _ in 0..CLIENTS {
+        let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        s.connect(sky.dns).await.unwrap();
+        sockets.push(s);
+    }
+    // Every client sends all its queries before anyone reads: the server's queue fills up.
+    for (c, s) in sockets.iter().enumerate() {
+        for i in 0..PER_CLIENT {
+            let id = c as u16 * 1000 + i;
+            let name = if i % 2 == 0 {
+                NAME
+            } else {
+                "nope.default.svc.kube.local."
+            };
+            s.send(&raw_query(id, 0x0100, name, 1, None)).await.unwrap();
+        }
+    }
+    for (c, s) in sockets.iter().enumerate() {
+        let mut ids = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        while ids.len() < PER_CLIENT as usize {
+            let n = tokio::time::timeout(Duration::from_secs(3), s.recv(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("client {c}: only {} replies", ids.len()))
+                .unwrap();
+            let m = Message::from_vec(&buf[..n]).unwrap();
+            let id = m.metadata.id;
+            assert_eq!(id / 1000, c as u16, "a reply meant for another client");
+            let (rcode, answers) = if (id % 1000) % 2 == 0 {
+                (ResponseCode::NoError, 1)
+            } else {
+                (ResponseCode::NXDomain, 0)
+            };
+            assert_eq!(m.metadata.response_code, rcode, "id {id}");
+            assert_eq!(m.answers.len(), answers, "id {id}");
+            ids.push(id);
+        }
+        ids.sort();
+        let want: Vec<u16> = (0..PER_CLIENT).map(|i| c as u16 * 1000 + i).collect();
+        assert_eq!(ids, want, "client {c}");
+    }
     sky.stop().await;
 }
 
