@@ -340,7 +340,7 @@ async fn udp_bursts_from_many_clients_each_get_their_own_replies() {
     for (c, s) in sockets.iter().enumerate() {
         for i in 0..PER_CLIENT {
             let id = c as u16 * 1000 + i;
-            let name = if i % 2 == 0 {
+            let name = if i.is_multiple_of(2) {
                 NAME
             } else {
                 "nope.default.svc.kube.local."
@@ -359,7 +359,7 @@ async fn udp_bursts_from_many_clients_each_get_their_own_replies() {
             let m = Message::from_vec(&buf[..n]).unwrap();
             let id = m.metadata.id;
             assert_eq!(id / 1000, c as u16, "a reply meant for another client");
-            let (rcode, answers) = if (id % 1000) % 2 == 0 {
+            let (rcode, answers) = if (id % 1000).is_multiple_of(2) {
                 (ResponseCode::NoError, 1)
             } else {
                 (ResponseCode::NXDomain, 0)
