@@ -83,15 +83,29 @@ pub struct AuthAnswer {
 
 /// The path of a DNS name (`local/cluster/svc`), or `None` if a label cannot map to a key.
 pub fn path_of_name(name: &Name) -> Option<String> {
-    let mut out = Vec::with_capacity(name.len());
-    for label in name.iter().rev() {
-        if label.is_empty() || label.contains(&b'/') || !label.is_ascii() {
+    // Labels are written right to left into a buffer of the final size.
+    let mut out = vec![0u8; name.len().saturating_sub(1)];
+    let mut end = out.len();
+    for label in name.iter() {
+        if label.is_empty() || end < label.len() {
             return None;
         }
-        if !out.is_empty() {
-            out.push(b'/');
+        let start = end - label.len();
+        for (o, &b) in out[start..end].iter_mut().zip(label) {
+            if b == b'/' || !b.is_ascii() {
+                return None;
+            }
+            *o = b.to_ascii_lowercase();
         }
-        out.extend(label.iter().map(u8::to_ascii_lowercase));
+        if start > 0 {
+            out[start - 1] = b'/';
+            end = start - 1;
+        } else {
+            end = 0;
+        }
+    }
+    if end != 0 {
+        return None;
     }
     String::from_utf8(out).ok()
 }

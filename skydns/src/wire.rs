@@ -228,8 +228,15 @@ impl Writer {
             if suffix.is_empty() {
                 return len == 0;
             }
-            // Compare the length byte and the label at once.
-            if buf.get(at..at + 1 + len) != suffix.get(..1 + len) {
+            // The length byte, then the label (labels are short: a plain loop beats memcmp).
+            if suffix[0] as usize != len || suffix.len() < 1 + len || buf.len() < at + 1 + len {
+                return false;
+            }
+            if !buf[at + 1..at + 1 + len]
+                .iter()
+                .zip(&suffix[1..1 + len])
+                .all(|(a, b)| a == b)
+            {
                 return false;
             }
             at += 1 + len;
