@@ -92,8 +92,10 @@ impl Worker {
                 Ok(n) => n,
                 Err(Errno::EAGAIN | Errno::EINTR) => continue,
                 Err(e) => {
-                    // ICMP errors surface here on some systems; keep serving.
+                    // ICMP errors surface here on some systems; keep serving, without spinning
+                    // if the error persists (ENOMEM and the like).
                     tracing::debug!(error = %e, "udp receive error");
+                    std::thread::sleep(Duration::from_millis(1));
                     continue;
                 }
             };

@@ -15,6 +15,9 @@ const MAX_TARGETS: usize = 64;
 const MAX_POINTER: usize = 0x3FFF;
 /// A name has at most 127 labels.
 const MAX_LABELS: usize = 128;
+/// Names compressed per message, as in hickory-proto: bounds the work an adversarial message
+/// (say, a forwarded answer with hundreds of deep names) can cause.
+const MAX_COMPRESSED_NAMES: usize = 120;
 
 /// Encode `msg`, or `None` when it holds something this encoder does not cover.
 pub fn encode(msg: &Message) -> Option<Vec<u8>> {
@@ -28,8 +31,9 @@ pub fn encode(msg: &Message) -> Option<Vec<u8>> {
     }
     let mut w = Writer {
         buf: Vec::with_capacity(512),
-        targets: [0; MAX_TARGETS],
+        targets: [(0, 0); MAX_TARGETS],
         target_count: 0,
+        compressed: 0,
     };
     let m = &msg.metadata;
     let additional_count = msg.additionals.len() + usize::from(msg.edns.is_some());
@@ -86,9 +90,12 @@ pub fn encode(msg: &Message) -> Option<Vec<u8>> {
 
 struct Writer {
     buf: Vec<u8>,
-    /// Offsets of label starts already written (uncompressed), candidates for pointers.
-    targets: [u16; MAX_TARGETS],
+    /// Label starts already written out, candidates for pointers: offset, and the wire length
+    /// (without the root) of the name from there on, so only equal lengths are compared.
+    targets: [(u16, u8); MAX_TARGETS],
     target_count: usize,
+    /// Names compressed so far.
+    compressed: usize,
 }
 
 impl Writer {
@@ -153,7 +160,8 @@ impl Writer {
         let mut starts = [0u8; MAX_LABELS];
         let (mut len, mut count) = (0usize, 0usize);
         for label in name.iter() {
-            if label.len() > 63 || count == MAX_LABELS || len + 1 + label.len() > 255 {
+            // 255 bytes at most with the root label.
+            if label.len() > 63 || count == MAX_LABELS || len + 1 + label.len() > 254 {
                 return None;
             }
             starts[count] = len as u8;
@@ -163,6 +171,10 @@ impl Writer {
             len += 1 + label.len();
         }
         let (wire, starts) = (&wire[..len], &starts[..count]);
+        let compress = compress && self.compressed < MAX_COMPRESSED_NAMES;
+        if compress {
+            self.compressed += 1;
+        }
         // The longest suffix already written, if compressing.
         let known = compress
             .then(|| {
@@ -178,7 +190,7 @@ impl Writer {
         for &start in &starts[..written] {
             let at = base + usize::from(start);
             if at <= MAX_POINTER && self.target_count < MAX_TARGETS {
-                self.targets[self.target_count] = at as u16;
+                self.targets[self.target_count] = (at as u16, (len - usize::from(start)) as u8);
                 self.target_count += 1;
             }
         }
@@ -199,8 +211,10 @@ impl Writer {
     fn find(&self, suffix: &[u8]) -> Option<u16> {
         self.targets[..self.target_count]
             .iter()
-            .copied()
-            .find(|&at| self.written_equals(usize::from(at), suffix))
+            .find(|&&(at, len)| {
+                usize::from(len) == suffix.len() && self.written_equals(usize::from(at), suffix)
+            })
+            .map(|&(at, _)| at)
     }
 
     /// Whether the name written at `at` (following pointers) is exactly `suffix` + root.
@@ -351,9 +365,10 @@ mod tests {
                 theirs.len()
             );
         }
-        // Compression is what makes it small: the owner names point back into the question.
+        // Compression is what makes it small: `cluster` is written in the question and in the SRV
+        // target (never compressed); every other name under it points back.
         let plain = encode(&sample()).unwrap();
-        assert!(plain.windows(2).filter(|w| w[0] & 0xC0 == 0xC0).count() >= 8);
+        assert_eq!(plain.windows(8).filter(|w| w == b"\x07cluster").count(), 2);
     }
 
     #[test]
@@ -390,12 +405,73 @@ mod tests {
         assert!(encode(&m).is_none());
     }
 
+    /// Round trip through hickory-proto's decoder, names compared byte for byte.
+    fn round_trips(m: &Message) -> Vec<u8> {
+        let bytes = encode(m).expect("covered");
+        let back = Message::from_vec(&bytes).expect("decodes");
+        assert_eq!(&back, m);
+        let names =
+            |m: &Message| -> Vec<String> { m.answers.iter().map(|r| r.name.to_ascii()).collect() };
+        assert_eq!(names(&back), names(m));
+        bytes
+    }
+
+    #[test]
+    fn names_past_16_kib_are_not_pointer_targets() {
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        let strings: Vec<String> = (0..70).map(|_| "x".repeat(255)).collect();
+        m.answers.push(Record::from_rdata(
+            n("big.cluster.local."),
+            30,
+            RData::TXT(TXT::new(strings)),
+        ));
+        // Both written after offset 0x3FFF: the second cannot point at the first.
+        for _ in 0..2 {
+            m.answers.push(Record::from_rdata(
+                n("late.name.example."),
+                30,
+                RData::A(A::new(10, 0, 0, 9)),
+            ));
+        }
+        let bytes = round_trips(&m);
+        assert!(bytes.len() > 0x4000);
+        assert_eq!(bytes.windows(5).filter(|w| w == b"\x04late").count(), 2);
+    }
+
+    #[test]
+    fn deep_names_and_many_records_stay_exact_and_bounded() {
+        // 127-label names fill the candidate table; 200 records pass the compression limit.
+        let deep = |last: &str| {
+            let mut s = "a.".repeat(126);
+            s.push_str(last);
+            s.push('.');
+            n(&s)
+        };
+        let mut m = Message::new(2, MessageType::Response, OpCode::Query);
+        m.queries.push(Query::query(deep("b"), RecordType::A));
+        for i in 0..200u32 {
+            // Every owner could point at the question; an odd few cannot (the table is full).
+            let owner = if i % 50 == 0 { deep("c") } else { deep("b") };
+            m.answers.push(Record::from_rdata(
+                owner,
+                30,
+                RData::A(A(std::net::Ipv4Addr::from(i))),
+            ));
+        }
+        let bytes = round_trips(&m);
+        assert!(bytes.len() <= m.to_vec().unwrap().len());
+        // Past the 120th compressed name, names are written in full (80 of them here).
+        let full = deep("c").len() + 1;
+        assert!(bytes.len() > 70 * full, "{} bytes", bytes.len());
+    }
+
     #[test]
     fn name_matching_is_exact_and_follows_pointers() {
         let mut w = Writer {
             buf: vec![0; 12],
-            targets: [0; MAX_TARGETS],
+            targets: [(0, 0); MAX_TARGETS],
             target_count: 0,
+            compressed: 0,
         };
         w.name(&n("a.b.c."), true).unwrap();
         w.name(&n("x.b.c."), true).unwrap();
