@@ -21,28 +21,22 @@ pub const TTL: u32 = 30;
 /// Most operations etcd accepts in one transaction by default (`--max-txn-ops`).
 pub const MAX_TXN_OPS: usize = 128;
 
-/// The synthetic cluster.
-#[derive(Debug, Clone, Copy)]
+/// The synthetic cluster, and the dataset flags of the bench binaries. By default 100 namespaces
+/// × 100 services (90 ClusterIP, 10 headless) × 10 endpoints: 10,000 services and 100,000
+/// endpoints.
+#[derive(Debug, Clone, Copy, clap::Args)]
+#[command(about = None, long_about = None, next_help_heading = "Dataset")]
 pub struct Dataset {
+    #[arg(long, default_value_t = 100)]
     pub namespaces: usize,
     /// Services per namespace, the last `headless_per_ns` of them headless.
+    #[arg(long, default_value_t = 100)]
     pub services_per_ns: usize,
+    #[arg(long, default_value_t = 10)]
     pub headless_per_ns: usize,
     /// Ready endpoints per service (one address each).
+    #[arg(long, default_value_t = 10)]
     pub endpoints_per_service: usize,
-}
-
-impl Default for Dataset {
-    /// 100 namespaces × 100 services (90 ClusterIP, 10 headless) × 10 endpoints:
-    /// 10,000 services and 100,000 endpoints.
-    fn default() -> Self {
-        Dataset {
-            namespaces: 100,
-            services_per_ns: 100,
-            headless_per_ns: 10,
-            endpoints_per_service: 10,
-        }
-    }
 }
 
 /// One endpoint (one address).
@@ -88,6 +82,15 @@ fn nth_ip(base: [u8; 4], n: usize) -> Ipv4Addr {
 }
 
 impl Dataset {
+    /// Reject flag combinations that describe no cluster.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.headless_per_ns <= self.services_per_ns,
+            "--headless-per-ns must not exceed --services-per-ns"
+        );
+        Ok(())
+    }
+
     pub fn services_total(&self) -> usize {
         self.namespaces * self.services_per_ns
     }

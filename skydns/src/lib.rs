@@ -1,7 +1,7 @@
 //! skydns: a SkyDNS-compatible DNS server. It answers the cluster zone from an in-memory index
 //! that one etcd watch feeds (`feed`, `index`), composes answers per the record contract
-//! (`answer`) and encodes them (`wire`), forwards everything else upstream with a cache (`forward`), and owns its sockets
-//! (`udp`, `tcp`). `run` is what `main` and the tests call.
+//! (`answer`) and encodes them (`wire`), forwards everything else upstream with a cache
+//! (`forward`), and owns its sockets (`udp`, `tcp`). `run` is what `main` and the tests call.
 
 pub mod answer;
 pub mod config;

@@ -45,14 +45,8 @@ struct Args {
     /// Where to put kube2sky's and skydns's logs.
     #[arg(long, default_value = ".")]
     log_dir: PathBuf,
-    #[arg(long, default_value_t = Dataset::default().namespaces)]
-    namespaces: usize,
-    #[arg(long, default_value_t = Dataset::default().services_per_ns)]
-    services_per_ns: usize,
-    #[arg(long, default_value_t = Dataset::default().headless_per_ns)]
-    headless_per_ns: usize,
-    #[arg(long, default_value_t = Dataset::default().endpoints_per_service)]
-    endpoints_per_service: usize,
+    #[command(flatten)]
+    dataset: Dataset,
     /// Give up on the initial sync after this many seconds.
     #[arg(long, default_value_t = 120)]
     sync_timeout: u64,
@@ -235,12 +229,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let t_main = Instant::now();
     let phase = |what: &str| eprintln!("[{:7.1}s] {what}", t_main.elapsed().as_secs_f64());
-    let ds = Dataset {
-        namespaces: args.namespaces,
-        services_per_ns: args.services_per_ns,
-        headless_per_ns: args.headless_per_ns,
-        endpoints_per_service: args.endpoints_per_service,
-    };
+    let ds = args.dataset;
+    ds.validate()?;
     let zone = bench::zone();
     let expected: Arc<HashMap<String, String>> =
         Arc::new(ds.etcd_records(&zone).into_iter().collect());

@@ -18,14 +18,8 @@ struct Args {
     /// Directory for the zone files and query files.
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, default_value_t = Dataset::default().namespaces)]
-    namespaces: usize,
-    #[arg(long, default_value_t = Dataset::default().services_per_ns)]
-    services_per_ns: usize,
-    #[arg(long, default_value_t = Dataset::default().headless_per_ns)]
-    headless_per_ns: usize,
-    #[arg(long, default_value_t = Dataset::default().endpoints_per_service)]
-    endpoints_per_service: usize,
+    #[command(flatten)]
+    dataset: Dataset,
     /// Queries per mix file (dnsperf loops over the file).
     #[arg(long, default_value_t = 200_000)]
     queries: usize,
@@ -37,16 +31,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::ensure!(
-        args.headless_per_ns <= args.services_per_ns,
-        "--headless-per-ns must not exceed --services-per-ns"
-    );
-    let ds = Dataset {
-        namespaces: args.namespaces,
-        services_per_ns: args.services_per_ns,
-        headless_per_ns: args.headless_per_ns,
-        endpoints_per_service: args.endpoints_per_service,
-    };
+    let ds = args.dataset;
+    ds.validate()?;
     let zone = bench::zone();
     std::fs::create_dir_all(&args.out).context("create --out")?;
 
