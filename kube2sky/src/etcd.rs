@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
 use runtime::Readiness;
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -30,6 +30,34 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// plain map update).
 pub fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Connect to etcd, retrying with capped exponential backoff until it answers (with
+/// credentials, connecting authenticates) or `stop`; `None` on stop.
+pub async fn connect(
+    endpoints: &[String],
+    opts: ConnectOptions,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+) -> Option<Client> {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        let attempt = tokio::select! {
+            _ = stop.cancelled() => return None,
+            r = Client::connect(endpoints, Some(opts.clone())) => r,
+        };
+        match attempt {
+            Ok(client) => return Some(client),
+            Err(err) => {
+                let err = Error::from(err);
+                metrics.etcd_error(err.label());
+                tracing::warn!(error = %err, "cannot connect to etcd; retrying");
+                if sleep_or_stop(backoff.next(), stop).await {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// Writer settings.

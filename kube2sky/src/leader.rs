@@ -93,6 +93,7 @@ async fn run(
     // connection; every other call is bounded below.
     let opts = match e.security.connect_options(None) {
         Ok(o) => o
+            .with_auto_token_refresh(true)
             .with_connect_timeout(Duration::from_secs(2))
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2)),
         Err(err) => {

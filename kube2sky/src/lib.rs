@@ -63,12 +63,11 @@ pub async fn run(
 
     let kube = kube_client(&config).await?;
     let security = config.etcd_security()?;
+    // Expired or invalidated tokens (etcd restarted) are refreshed with the credentials.
     let etcd_opts = security
         .connect_options(Some(config.etcd_mutation_timeout))
-        .map_err(|e| anyhow::anyhow!("etcd TLS/auth: {e}"))?;
-    let etcd = etcd_client::Client::connect(&config.etcd_server, Some(etcd_opts))
-        .await
-        .map_err(Error::from)?;
+        .map_err(|e| anyhow::anyhow!("etcd TLS/auth: {e}"))?
+        .with_auto_token_refresh(true);
 
     let watched = watch::Watched {
         legacy_endpoints: config.legacy_endpoints,
@@ -121,23 +120,30 @@ pub async fn run(
         let (handle, sender) = leader::always();
         (handle, Some(sender))
     };
-    let writer = etcd::Writer::new(
-        etcd.kv_client(),
-        state,
-        work,
-        leadership,
-        metrics,
-        readiness,
-        etcd::WriterConfig {
-            max_ops: config.etcd_max_txn_ops,
-            write_interval: config.write_interval,
-            reconcile_interval: config.reconcile_interval,
-            request_timeout: config.etcd_mutation_timeout,
-            standby_ready: config.leader_elect,
-        },
-    );
+    let writer_cfg = etcd::WriterConfig {
+        max_ops: config.etcd_max_txn_ops,
+        write_interval: config.write_interval,
+        reconcile_interval: config.reconcile_interval,
+        request_timeout: config.etcd_mutation_timeout,
+        standby_ready: config.leader_elect,
+    };
     let s = stop.clone();
+    let endpoints = config.etcd_server.clone();
     tasks.spawn(async move {
+        // With credentials the client authenticates while connecting, so connecting can fail
+        // while etcd is down: retried with backoff like every other etcd request.
+        let Some(etcd) = etcd::connect(&endpoints, etcd_opts, &metrics, &s).await else {
+            return Ok(());
+        };
+        let writer = etcd::Writer::new(
+            etcd.kv_client(),
+            state,
+            work,
+            leadership,
+            metrics,
+            readiness,
+            writer_cfg,
+        );
         writer.run(s).await;
         Ok(())
     });

@@ -16,6 +16,8 @@ pub struct EtcdProcess {
     peer_port: u16,
     extra_args: Vec<String>,
     tls: Option<crate::tls::TlsFiles>,
+    /// Username and password [`EtcdProcess::client`] authenticates with (once auth is on).
+    credentials: Option<(String, String)>,
 }
 
 impl EtcdProcess {
@@ -39,7 +41,17 @@ impl EtcdProcess {
         extra_args: Vec<String>,
         tls: Option<crate::tls::TlsFiles>,
     ) -> anyhow::Result<Self> {
-        let mut etcd = EtcdProcess {
+        let mut etcd = Self::unstarted(extra_args, tls)?;
+        etcd.spawn()?;
+        etcd.wait_ready().await?;
+        Ok(etcd)
+    }
+
+    fn unstarted(
+        extra_args: Vec<String>,
+        tls: Option<crate::tls::TlsFiles>,
+    ) -> anyhow::Result<Self> {
+        Ok(EtcdProcess {
             child: None,
             dir: tempfile::tempdir().context("temp dir for etcd")?,
             data_generation: 0,
@@ -47,10 +59,20 @@ impl EtcdProcess {
             peer_port: crate::free_port(),
             extra_args,
             tls,
-        };
-        etcd.spawn()?;
-        etcd.wait_ready().await?;
-        Ok(etcd)
+            credentials: None,
+        })
+    }
+
+    /// Ports and a data directory for an etcd that is not running yet (its endpoint can be
+    /// handed to a program first); [`EtcdProcess::restart`] starts it.
+    pub fn reserve(extra_args: Vec<String>) -> anyhow::Result<Self> {
+        Self::unstarted(extra_args, None)
+    }
+
+    /// From now on [`EtcdProcess::client`] (and the readiness check of `restart`)
+    /// authenticates as `user` (for a server with authentication enabled).
+    pub fn set_credentials(&mut self, user: &str, password: &str) {
+        self.credentials = Some((user.to_string(), password.to_string()));
     }
 
     /// `http://127.0.0.1:<port>` (or `https://` when started with TLS arguments).
@@ -129,6 +151,9 @@ impl EtcdProcess {
                     std::fs::read(&files.client_key)?,
                 ));
             opts = opts.with_tls(tls);
+        }
+        if let Some((user, password)) = &self.credentials {
+            opts = opts.with_user(user.clone(), password.clone());
         }
         Ok(etcd_client::Client::connect([self.endpoint()], Some(opts)).await?)
     }

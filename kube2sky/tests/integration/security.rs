@@ -119,3 +119,75 @@ fn half_configured_security_is_rejected() {
         assert!(c.validate().is_err(), "{args:?}");
     }
 }
+
+/// With `--etcd-username` the client authenticates while connecting; etcd being down at that
+/// moment must not end kube2sky: it waits, retries with backoff, and writes once etcd (with
+/// authentication on) is up. A restart of etcd (which invalidates its simple tokens) is
+/// survived too: the token is refreshed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn username_and_password_with_etcd_down_at_start_waits_and_retries() {
+    // Prepare an etcd with authentication enabled, then stop it before kube2sky starts.
+    let mut etcd = EtcdProcess::start().await.unwrap();
+    {
+        let mut client = etcd.client().await.unwrap();
+        client.user_add("root", "s3cret", None).await.unwrap();
+        client.user_grant_role("root", "root").await.unwrap();
+        client.auth_enable().await.unwrap();
+    }
+    etcd.set_credentials("root", "s3cret");
+    etcd.stop();
+    let api = TestApiServer::start().await.unwrap();
+    api.apply(service_cluster_ip(
+        "default",
+        "kubernetes",
+        &["10.96.0.1"],
+        &[port("https", 443, "TCP")],
+    ));
+    let k = Kube2sky::start(
+        &etcd.endpoint(),
+        &api.url(),
+        &["--etcd-username=root", "--etcd-password=s3cret"],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(k.is_running(), "kube2sky must wait for etcd, not exit");
+    assert!(!k.is_ready().await, "not ready while etcd is down");
+    assert!(
+        k.metric_sum("kube2sky_etcd_errors_total").await >= 1.0,
+        "failed connection attempts are counted"
+    );
+
+    etcd.restart().await.unwrap();
+    assert!(ready_within(&k, 15).await, "ready once etcd is up");
+    let mut authed = etcd.client().await.unwrap();
+    assert_eq!(
+        value(&mut authed).await.as_deref(),
+        Some(r#"{"host":"10.96.0.1","priority":10,"weight":10,"ttl":30}"#)
+    );
+
+    // etcd restarts: its simple tokens are gone; kube2sky authenticates again and writes.
+    etcd.restart().await.unwrap();
+    api.apply(service_cluster_ip(
+        "default",
+        "kubernetes",
+        &["10.96.0.2"],
+        &[port("https", 443, "TCP")],
+    ));
+    let mut authed = etcd.client().await.unwrap();
+    test_support::eventually(
+        Duration::from_secs(15),
+        "new value after etcd restart",
+        || {
+            let mut c = authed.clone();
+            async move {
+                (value(&mut c).await.as_deref()
+                    == Some(r#"{"host":"10.96.0.2","priority":10,"weight":10,"ttl":30}"#))
+                .then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(k.is_running());
+    authed.auth_disable().await.ok();
+    k.stop().await.unwrap();
+}
