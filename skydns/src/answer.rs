@@ -11,10 +11,19 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use msg::layout::Tree;
 
-use crate::index::{Host, Rec, Snapshot};
+use crate::index::{Entry, Host, Rec, Snapshot};
 
 /// Longest CNAME chain followed inside the zone.
 pub const MAX_CHASE: usize = 8;
+
+/// Most keys one scan of the index visits while answering (a directory union, a wildcard, the
+/// named ports below a service, NS at the apex). A query makes at most one scan per CNAME hop,
+/// so the worst query a client can send visits at most `MAX_CHASE × MAX_SCAN_KEYS` keys; the
+/// answer then holds what the first keys gave and [`AuthAnswer::scan_limited`] is set.
+pub const MAX_SCAN_KEYS: usize = 1024;
+
+/// Labels directly below the apex that only exact lookups reach (never wildcards or unions).
+const KUBE_ROOTS: [&str; 2] = ["pod", "svc"];
 
 /// What the answerer needs besides the snapshot.
 #[derive(Debug, Clone)]
@@ -79,6 +88,50 @@ pub struct AuthAnswer {
     pub chase: Option<(Name, RecordType)>,
     /// Answered from the reverse trees.
     pub reverse: bool,
+    /// A scan stopped at [`MAX_SCAN_KEYS`]: the answer holds only part of the union.
+    pub scan_limited: bool,
+}
+
+/// Collect at most [`MAX_SCAN_KEYS`] items of a scan, noting in `limited` when more were left.
+fn bounded<'a, I>(it: I, limited: &mut bool) -> Vec<(&'a Arc<str>, &'a Entry)>
+where
+    I: Iterator<Item = (&'a Arc<str>, &'a Entry)>,
+{
+    let mut out = Vec::new();
+    for item in it {
+        if out.len() == MAX_SCAN_KEYS {
+            *limited = true;
+            break;
+        }
+        out.push(item);
+    }
+    out
+}
+
+/// Every key below `base` except the keys `base/<label>` and everything below them, for each
+/// of `excluded` (sorted). Walks only the ranges between the excluded subtrees.
+fn below_except<'a>(
+    snap: &'a Snapshot,
+    base: &str,
+    excluded: &[&str],
+) -> impl Iterator<Item = (&'a Arc<str>, &'a Entry)> + 'a {
+    // Allowed ranges, each [lo, hi): before the first excluded label, between the exact key
+    // `base/x` and its subtree `base/x/` (names such as `x-y`), and after the subtree (`x0`,
+    // as `0` follows `/`).
+    let mut ranges: Vec<(String, Option<String>)> = Vec::with_capacity(2 * excluded.len() + 1);
+    let mut lo = format!("{base}/");
+    for label in excluded {
+        ranges.push((lo, Some(format!("{base}/{label}"))));
+        ranges.push((
+            format!("{base}/{label}\0"),
+            Some(format!("{base}/{label}/")),
+        ));
+        lo = format!("{base}/{label}0");
+    }
+    ranges.push((lo, Some(format!("{base}0"))));
+    ranges
+        .into_iter()
+        .flat_map(move |(lo, hi)| snap.range(&lo, hi.as_deref()))
 }
 
 /// The path of a DNS name (`local/cluster/svc`), or `None` if a label cannot map to a key.
@@ -209,8 +262,16 @@ fn ttl(params: &ZoneParams, rec: &Rec) -> u32 {
     }
 }
 
-/// Find what the index holds for `path` (per records.md §4 steps 1–4).
-fn find<'a>(snap: &'a Snapshot, path: &str, tree: Tree, qtype: RecordType) -> Found<'a> {
+/// Find what the index holds for `path` (per records.md §4 steps 1–4). Scans are bounded by
+/// [`MAX_SCAN_KEYS`] (`limited` set when one stops early).
+fn find<'a>(
+    snap: &'a Snapshot,
+    params: &ZoneParams,
+    path: &str,
+    tree: Tree,
+    qtype: RecordType,
+    limited: &mut bool,
+) -> Found<'a> {
     match tree {
         Tree::Outside => Found::NotOurs,
         Tree::Apex | Tree::KubeRoot | Tree::Kube => {
@@ -224,40 +285,52 @@ fn find<'a>(snap: &'a Snapshot, path: &str, tree: Tree, qtype: RecordType) -> Fo
         }
         Tree::Generic => {
             if path.split('/').any(is_wild) {
-                return find_wildcard(snap, path, qtype);
+                return find_wildcard(snap, params, path, qtype, limited);
             }
             if let Some((k, entry)) = snap.get_key_value(path) {
                 return Found::Records(entry.iter().map(|r| (k, r)).collect());
             }
-            let mut any_below = false;
+            if !snap.has_below(path) {
+                return Found::Missing;
+            }
             let mut records = Vec::new();
-            for (k, entry) in snap.below(path) {
-                any_below = true;
+            for (k, entry) in bounded(snap.below(path), limited) {
                 let rest = &k[path.len() + 1..];
                 if qtype != RecordType::SRV && rest.split('/').any(|l| l.starts_with('_')) {
                     continue;
                 }
                 records.extend(entry.iter().map(|r| (k, r)));
             }
-            if !records.is_empty() {
-                Found::Records(records)
-            } else if any_below {
+            if records.is_empty() {
                 Found::Empty
             } else {
-                Found::Missing
+                Found::Records(records)
             }
         }
     }
 }
 
 /// Wildcard query (`*` or `any` labels match any single label): union of matching keys and
-/// everything below them. Scans only below the longest wildcard-free leading path.
-fn find_wildcard<'a>(snap: &'a Snapshot, path: &str, qtype: RecordType) -> Found<'a> {
+/// everything below them. Scans only below the longest wildcard-free leading path, and never
+/// into the Kubernetes trees: a wildcard right below the apex matches neither `svc` nor `pod`.
+fn find_wildcard<'a>(
+    snap: &'a Snapshot,
+    params: &ZoneParams,
+    path: &str,
+    qtype: RecordType,
+    limited: &mut bool,
+) -> Found<'a> {
     let pattern: Vec<&str> = path.split('/').collect();
     let fixed = pattern.iter().take_while(|l| !is_wild(l)).count();
     let base = pattern[..fixed].join("/");
+    let candidates: Box<dyn Iterator<Item = (&'a Arc<str>, &'a Entry)> + 'a> =
+        if base == params.zone.path() {
+            Box::new(below_except(snap, &base, &KUBE_ROOTS))
+        } else {
+            Box::new(snap.below(&base))
+        };
     let mut records = Vec::new();
-    for (k, entry) in snap.below(&base) {
+    for (k, entry) in bounded(candidates, limited) {
         let labels: Vec<&str> = k.split('/').collect();
         if labels.len() < pattern.len() {
             continue;
@@ -319,7 +392,7 @@ fn resolve(
         kube_srv(snap, params, path, owner, out);
         return;
     }
-    let records = match find(snap, path, tree, qtype) {
+    let records = match find(snap, params, path, tree, qtype, &mut out.scan_limited) {
         Found::Records(r) => r,
         Found::Empty | Found::NotOurs => return,
         Found::Missing => {
@@ -555,21 +628,29 @@ fn push_srv(
 }
 
 /// SRV inside the Kubernetes trees: at `_port._proto.svc…` the stored records; at a service
-/// name every `_proto/_port` key below it (one per named port); never a port-0 record.
+/// name every `_proto/_port` key below it (one per named port); never a port-0 record. Only the
+/// `_`-labelled keys right below `path` are visited (a range scan, bounded), never a service's
+/// endpoints or a namespace's services.
 fn kube_srv(snap: &Snapshot, params: &ZoneParams, path: &str, owner: &Name, out: &mut AuthAnswer) {
     let is_port_key = {
         let mut it = path.rsplit('/');
         matches!((it.next(), it.next()), (Some(a), Some(b)) if a.starts_with('_') && b.starts_with('_'))
     };
-    let mut found_any = snap.get(path).is_some();
+    let found_any = snap.get(path).is_some() || snap.has_below(path);
+    if !found_any {
+        out.rcode = ResponseCode::NXDomain;
+        out.soa = true;
+        return;
+    }
     let mut records: Vec<(&Arc<str>, &Rec)> = Vec::new();
     if is_port_key {
         if let Some((k, entry)) = snap.get_key_value(path) {
             records.extend(entry.iter().map(|r| (k, r)));
         }
     } else {
-        for (k, entry) in snap.below(path) {
-            found_any = true;
+        // Keys `path/_…` lie in [`path/_`, `path/``) as '`' follows '_'.
+        let (lo, hi) = (format!("{path}/_"), format!("{path}/`"));
+        for (k, entry) in bounded(snap.range(&lo, Some(&hi)), &mut out.scan_limited) {
             let rest = &k[path.len() + 1..];
             let mut parts = rest.split('/');
             if let (Some(proto), Some(port), None) = (parts.next(), parts.next(), parts.next()) {
@@ -579,11 +660,6 @@ fn kube_srv(snap: &Snapshot, params: &ZoneParams, path: &str, owner: &Name, out:
             }
         }
     }
-    if !found_any && !snap.has_below(path) {
-        out.rcode = ResponseCode::NXDomain;
-        out.soa = true;
-        return;
-    }
     for (key, rec) in records {
         push_srv(snap, params, key, rec, owner, out, false);
     }
@@ -591,27 +667,29 @@ fn kube_srv(snap: &Snapshot, params: &ZoneParams, path: &str, owner: &Name, out:
 }
 
 /// SkyDNS weights: per priority, weight = floor(100·w / Σw), 0 counted as 100, never below 1.
-fn normalise_weights(answers: &mut [Record]) {
-    let mut totals: std::collections::HashMap<u16, u32> = std::collections::HashMap::new();
+/// Sums are saturating 64-bit: no record count or weight can overflow them.
+pub fn normalise_weights(answers: &mut [Record]) {
+    let mut totals: std::collections::HashMap<u16, u64> = std::collections::HashMap::new();
     for r in answers.iter() {
         if let RData::SRV(srv) = &r.data {
-            *totals.entry(srv.priority).or_default() += raw_weight(srv.weight);
+            let total = totals.entry(srv.priority).or_default();
+            *total = total.saturating_add(raw_weight(srv.weight));
         }
     }
     for r in answers.iter_mut() {
         if let RData::SRV(srv) = &r.data {
             let total = totals.get(&srv.priority).copied().unwrap_or(1).max(1);
-            let w = ((100 * raw_weight(srv.weight)) / total).clamp(1, 65535) as u16;
+            let w = (raw_weight(srv.weight).saturating_mul(100) / total).clamp(1, 65535) as u16;
             r.data = RData::SRV(SRV::new(srv.priority, w, srv.port, srv.target.clone()));
         }
     }
 }
 
-fn raw_weight(w: u16) -> u32 {
+fn raw_weight(w: u16) -> u64 {
     if w == 0 {
         100
     } else {
-        u32::from(w)
+        u64::from(w)
     }
 }
 
@@ -624,11 +702,12 @@ fn ns_records(
     out: &mut AuthAnswer,
 ) {
     let ns_path = format!("{apex_path}/dns/ns");
-    let entries: Vec<(&Arc<str>, &crate::index::Entry)> = snap
-        .get_key_value(ns_path.as_str())
-        .into_iter()
-        .chain(snap.below(&ns_path))
-        .collect();
+    let entries: Vec<(&Arc<str>, &Entry)> = bounded(
+        snap.get_key_value(ns_path.as_str())
+            .into_iter()
+            .chain(snap.below(&ns_path)),
+        &mut out.scan_limited,
+    );
     for (key, entry) in entries {
         for rec in entry.iter() {
             if let Some(target) = target_of(snap, params, key, rec, out) {

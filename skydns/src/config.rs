@@ -35,13 +35,23 @@ pub struct Config {
     /// Negative-answer TTL and SOA minimum.
     #[arg(long, env = "SKYDNS_MIN_TTL", default_value_t = 30)]
     pub min_ttl: u32,
-    /// Entries in the forwarding cache (0 = off).
+    /// Most entries in the forwarding cache (0 = off).
     #[arg(long, env = "SKYDNS_RCACHE", default_value_t = 10000)]
     pub rcache: usize,
+    /// Most memory the forwarding cache holds, in MiB.
+    #[arg(long, env = "SKYDNS_RCACHE_MB", default_value_t = 32)]
+    pub rcache_mb: usize,
     /// Encoded authoritative replies kept for repeated questions (0 = off); entries are
     /// invalidated by any index change.
     #[arg(long, env = "SKYDNS_ANSWER_CACHE", default_value_t = 50000)]
     pub answer_cache: usize,
+    /// Most memory the answer cache holds, in MiB.
+    #[arg(long, env = "SKYDNS_ANSWER_CACHE_MB", default_value_t = 32)]
+    pub answer_cache_mb: usize,
+    /// Most upstream lookups in flight at once, UDP and TCP together; beyond it a question
+    /// that needs the upstream is answered REFUSED (as CoreDNS's `max_concurrent`).
+    #[arg(long, env = "SKYDNS_MAX_CONCURRENT", default_value_t = 1000)]
+    pub max_concurrent: usize,
     /// Longest time a forwarded answer is cached, seconds.
     #[arg(long, env = "SKYDNS_RCACHE_TTL", default_value_t = 60)]
     pub rcache_ttl: u32,
@@ -95,8 +105,13 @@ pub struct Settings {
     pub ttl: u32,
     pub min_ttl: u32,
     pub rcache: usize,
+    /// Bytes the forwarding cache may hold.
+    pub rcache_bytes: usize,
     pub rcache_ttl: u32,
     pub answer_cache: usize,
+    /// Bytes the answer cache may hold.
+    pub answer_cache_bytes: usize,
+    pub max_concurrent: usize,
     pub rtimeout: Duration,
     pub hostmaster: String,
     pub udp_size: u16,
@@ -176,6 +191,19 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        for (flag, v) in [
+            ("--max-concurrent", self.max_concurrent),
+            ("--rcache-mb", self.rcache_mb),
+            ("--answer-cache-mb", self.answer_cache_mb),
+        ] {
+            if v == 0 || v > 1 << 20 {
+                return Err(ConfigError::new(
+                    flag,
+                    &v.to_string(),
+                    "must be between 1 and 1048576",
+                ));
+            }
+        }
         let zone = msg::Zone::new(msg::Prefix::new(prefix), domain);
         let hostmaster = match &self.hostmaster {
             Some(h) => h.replace('@', ".").trim_end_matches('.').to_string() + ".",
@@ -204,8 +232,11 @@ impl Config {
             ttl: self.ttl,
             min_ttl: self.min_ttl,
             rcache: self.rcache,
+            rcache_bytes: self.rcache_mb << 20,
             rcache_ttl: self.rcache_ttl,
             answer_cache: self.answer_cache,
+            answer_cache_bytes: self.answer_cache_mb << 20,
+            max_concurrent: self.max_concurrent,
             rtimeout,
             hostmaster,
             udp_size: self.udp_size,
@@ -337,6 +368,12 @@ mod tests {
             .unwrap_err()
             .contains("--udp-size"));
         assert!(parse(&["--tls-key", "k"]).unwrap_err().contains("--tls"));
+        assert!(parse(&["--max-concurrent", "0"])
+            .unwrap_err()
+            .contains("--max-concurrent"));
+        assert!(parse(&["--rcache-mb", "0"])
+            .unwrap_err()
+            .contains("--rcache-mb"));
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! Forwarding of names outside the zone to the upstream nameservers (same transport as the
-//! client, per-attempt timeout, next server on failure) with a bounded answer cache that
-//! honours record TTLs and caches negative answers per RFC 2308. SERVFAIL is never cached.
+//! client, per-attempt timeout, next server on failure) with an answer cache bounded in
+//! entries and bytes (quick_cache) that honours record TTLs and caches negative answers per
+//! RFC 2308. SERVFAIL is never cached.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -44,22 +45,68 @@ struct CacheEntry {
     stored: Instant,
     expires: Instant,
     answer: Upstream,
+    /// What the entry weighs against the cache's bound (see [`EntryWeight`]).
+    weight: u64,
 }
 
-/// Bounded TTL cache; when full the oldest insertion is evicted.
+/// Weighs an entry as `max(its bytes, capacity bytes / capacity entries)`: the sum of weights
+/// staying under the byte capacity then bounds both the bytes held and the number of entries.
+#[derive(Clone)]
+struct EntryWeight;
+
+impl quick_cache::Weighter<CacheKey, Arc<CacheEntry>> for EntryWeight {
+    fn weight(&self, _key: &CacheKey, entry: &Arc<CacheEntry>) -> u64 {
+        entry.weight
+    }
+}
+
+/// Bytes an answer holds in memory: the record structs and their wire data.
+fn answer_bytes(key: &CacheKey, answer: &Upstream) -> u64 {
+    let records = answer
+        .answers
+        .iter()
+        .chain(&answer.authorities)
+        .chain(&answer.additionals);
+    let data: usize = records
+        .map(|r| std::mem::size_of::<Record>() + r.to_bytes().map_or(512, |b| b.len()))
+        .sum();
+    (std::mem::size_of::<CacheEntry>() + key.name.len() + data) as u64
+}
+
+/// The forwarding cache: quick_cache (CLOCK-Pro, sharded) bounded by weight, with each entry's
+/// expiry checked on read; an expired entry is removed when read and otherwise ages out as
+/// the cache turns over, so nothing outlives the bound.
 struct Cache {
-    capacity: usize,
+    inner: Option<quick_cache::sync::Cache<CacheKey, Arc<CacheEntry>, EntryWeight>>,
     max_ttl: u32,
-    map: HashMap<CacheKey, CacheEntry>,
-    order: VecDeque<CacheKey>,
+    /// `capacity bytes / capacity entries`: the least weight an entry is given.
+    min_weight: u64,
 }
 
 impl Cache {
-    fn get(&mut self, key: &CacheKey) -> Option<Upstream> {
+    fn new(capacity: usize, bytes: usize, max_ttl: u32) -> Self {
+        let inner = (capacity > 0 && bytes > 0)
+            .then(|| quick_cache::sync::Cache::with_weighter(capacity, bytes as u64, EntryWeight));
+        Cache {
+            inner,
+            max_ttl,
+            min_weight: (bytes / capacity.max(1)).max(1) as u64,
+        }
+    }
+
+    /// Bytes (weight) held now.
+    fn weight(&self) -> u64 {
+        self.inner.as_ref().map_or(0, |c| c.weight())
+    }
+
+    /// The cached answer to `query`, with TTLs counted down and owner names spelled as the
+    /// asker spelled the question (never as the first asker did).
+    fn get(&self, key: &CacheKey, asked: &Name) -> Option<Upstream> {
+        let cache = self.inner.as_ref()?;
+        let entry = cache.get(key)?;
         let now = Instant::now();
-        let entry = self.map.get(key)?;
         if entry.expires <= now {
-            self.map.remove(key);
+            cache.remove(key);
             return None;
         }
         let elapsed = now.duration_since(entry.stored).as_secs() as u32;
@@ -73,13 +120,17 @@ impl Cache {
             .chain(answer.additionals.iter_mut())
         {
             r.ttl = r.ttl.saturating_sub(elapsed).min(remaining);
+            if r.name.eq_ignore_root(asked) {
+                r.name = asked.clone();
+            }
         }
         answer.from_cache = true;
         Some(answer)
     }
 
-    fn put(&mut self, key: CacheKey, answer: &Upstream) {
-        if self.capacity == 0 || answer.truncated {
+    fn put(&self, key: CacheKey, answer: &Upstream) {
+        let Some(cache) = &self.inner else { return };
+        if answer.truncated {
             return;
         }
         let Some(ttl) = cache_ttl(answer) else { return };
@@ -87,29 +138,17 @@ impl Cache {
         if ttl == 0 {
             return;
         }
-        while self.map.len() >= self.capacity {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.map.remove(&old);
-                }
-                None => break,
-            }
-        }
         let now = Instant::now();
-        if self
-            .map
-            .insert(
-                key.clone(),
-                CacheEntry {
-                    stored: now,
-                    expires: now + Duration::from_secs(u64::from(ttl)),
-                    answer: answer.clone(),
-                },
-            )
-            .is_none()
-        {
-            self.order.push_back(key);
-        }
+        let weight = answer_bytes(&key, answer).max(self.min_weight);
+        cache.insert(
+            key,
+            Arc::new(CacheEntry {
+                stored: now,
+                expires: now + Duration::from_secs(u64::from(ttl)),
+                answer: answer.clone(),
+                weight,
+            }),
+        );
     }
 }
 
@@ -134,26 +173,28 @@ fn cache_ttl(answer: &Upstream) -> Option<u32> {
 pub struct Forwarder {
     upstreams: Vec<SocketAddr>,
     timeout: Duration,
-    cache: Mutex<Cache>,
+    cache: Cache,
 }
 
 impl Forwarder {
+    /// A forwarder whose cache holds at most `capacity` entries and `bytes` bytes.
     pub fn new(
         upstreams: Vec<SocketAddr>,
         timeout: Duration,
         capacity: usize,
+        bytes: usize,
         max_ttl: u32,
     ) -> Self {
         Forwarder {
             upstreams,
             timeout,
-            cache: Mutex::new(Cache {
-                capacity,
-                max_ttl,
-                map: HashMap::new(),
-                order: VecDeque::new(),
-            }),
+            cache: Cache::new(capacity, bytes, max_ttl),
         }
+    }
+
+    /// Bytes the cache holds now (its weight; at most the configured bytes).
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache.weight()
     }
 
     pub fn has_upstreams(&self) -> bool {
@@ -173,7 +214,7 @@ impl Forwarder {
             class: query.query_class(),
             dnssec_ok,
         };
-        if let Some(hit) = self.cache.lock().ok().and_then(|mut c| c.get(&key)) {
+        if let Some(hit) = self.cache.get(&key, query.name()) {
             return Ok(hit);
         }
         if self.upstreams.is_empty() {
@@ -189,9 +230,7 @@ impl Forwarder {
                     errors.push(format!("{server}: {}", answer.rcode));
                 }
                 Ok(answer) => {
-                    if let Ok(mut c) = self.cache.lock() {
-                        c.put(key, &answer);
-                    }
+                    self.cache.put(key, &answer);
                     return Ok(answer);
                 }
                 Err(e) => errors.push(format!("{server}: {e}")),
@@ -230,7 +269,7 @@ impl Forwarder {
         })
         .await
         .map_err(|_| "timed out".to_string())??;
-        Ok(Upstream {
+        let mut up = Upstream {
             rcode: reply.metadata.response_code,
             truncated: reply.metadata.truncation,
             answers: reply.answers,
@@ -241,7 +280,19 @@ impl Forwarder {
                 .filter(|r| r.record_type() != RecordType::OPT)
                 .collect(),
             from_cache: false,
-        })
+        };
+        // RFC 2181 §8: a TTL with the top bit set is treated as zero.
+        for r in up
+            .answers
+            .iter_mut()
+            .chain(up.authorities.iter_mut())
+            .chain(up.additionals.iter_mut())
+        {
+            if r.ttl > crate::index::MAX_TTL {
+                r.ttl = 0;
+            }
+        }
+        Ok(up)
     }
 }
 
@@ -299,4 +350,91 @@ async fn tcp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Messa
         return Err("mismatched id".into());
     }
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::rdata::{A, TXT};
+    use hickory_proto::rr::RData;
+
+    fn key(name: &Name) -> CacheKey {
+        CacheKey {
+            name: name.to_lowercase(),
+            rtype: RecordType::A,
+            class: DNSClass::IN,
+            dnssec_ok: false,
+        }
+    }
+
+    fn answer(name: &Name, ttl: u32, text_bytes: usize) -> Upstream {
+        let mut answers = vec![Record::from_rdata(
+            name.clone(),
+            ttl,
+            RData::A(A::new(10, 0, 0, 1)),
+        )];
+        if text_bytes > 0 {
+            let chunks: Vec<Vec<u8>> = vec![vec![b'x'; 255]; text_bytes / 255];
+            answers.push(Record::from_rdata(
+                name.clone(),
+                ttl,
+                RData::TXT(TXT::from_bytes(
+                    chunks.iter().map(|c| c.as_slice()).collect(),
+                )),
+            ));
+        }
+        Upstream {
+            rcode: ResponseCode::NoError,
+            answers,
+            authorities: vec![],
+            additionals: vec![],
+            truncated: false,
+            from_cache: false,
+        }
+    }
+
+    #[test]
+    fn bounded_in_bytes_and_entries_under_churn() {
+        // 64 KiB or 1,000 entries, whichever is reached first.
+        let cache = Cache::new(1000, 64 * 1024, 60);
+        for i in 0..20_000 {
+            let name = Name::from_ascii(format!("n{i}.example.org.")).unwrap();
+            cache.put(
+                key(&name),
+                &answer(&name, 60, if i % 2 == 0 { 4000 } else { 0 }),
+            );
+        }
+        assert!(cache.weight() <= 64 * 1024, "{} bytes", cache.weight());
+        let inner = cache.inner.as_ref().unwrap();
+        assert!(inner.len() <= 1000, "{} entries", inner.len());
+        assert!(inner.len() > 5, "still caching");
+    }
+
+    #[test]
+    fn expired_entries_leave_and_never_pile_up() {
+        let cache = Cache::new(100_000, 1 << 20, 1);
+        for round in 0..3 {
+            for i in 0..2_000 {
+                let name = Name::from_ascii(format!("r{round}-{i}.example.org.")).unwrap();
+                cache.put(key(&name), &answer(&name, 1, 0));
+            }
+            std::thread::sleep(Duration::from_millis(1100));
+            let name = Name::from_ascii(format!("r{round}-0.example.org.")).unwrap();
+            assert!(cache.get(&key(&name), &name).is_none(), "expired");
+        }
+        assert!(cache.weight() <= 1 << 20);
+    }
+
+    #[test]
+    fn a_hit_is_spelled_as_the_asker_spelled_it() {
+        let cache = Cache::new(100, 1 << 20, 60);
+        let first = Name::from_ascii("WwW.Example.ORG.").unwrap();
+        cache.put(key(&first), &answer(&first, 60, 0));
+        let second = Name::from_ascii("www.example.org.").unwrap();
+        let hit = cache
+            .get(&key(&second), &second)
+            .expect("same name, other case");
+        assert_eq!(hit.answers[0].name.to_ascii(), "www.example.org.");
+        assert!(hit.from_cache);
+    }
 }

@@ -13,6 +13,7 @@ use crate::forward::{Forwarder, Transport};
 use crate::index::Index;
 use crate::metrics::{Cause, Metrics, System};
 use crate::reply_cache::{ReplyCache, ReplyMeta};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Everything needed to answer a query.
 pub struct Handler {
@@ -25,6 +26,9 @@ pub struct Handler {
     pub udp_size: u16,
     /// Encoded authoritative replies by packet (off when `None`).
     pub reply_cache: Option<ReplyCache>,
+    /// Upstream lookups in flight at once, UDP and TCP together (`--max-concurrent`); a
+    /// question that needs the upstream beyond it is answered REFUSED at once.
+    pub upstream_budget: Arc<Semaphore>,
 }
 
 /// The outcome of the synchronous part of handling a packet.
@@ -47,6 +51,8 @@ pub struct Pending {
     started: Instant,
     /// `true`: a CNAME chase out of the zone (append answers); `false`: plain forwarding.
     chase: bool,
+    /// This lookup's share of the upstream budget, returned when the reply is done.
+    _permit: OwnedSemaphorePermit,
 }
 
 enum Prepared {
@@ -126,7 +132,21 @@ impl Handler {
             Prepared::Forward(resp, query) => (resp, query, false),
             Prepared::Chase(resp, query) => (resp, query, true),
         };
+        let Ok(permit) = self.upstream_budget.clone().try_acquire_owned() else {
+            // Over budget: a plain forward is refused, a chase answered with the alias alone.
+            self.metrics.upstream_overflow.inc();
+            self.metrics.error(System::Recursive, Cause::Overflow);
+            let mut resp = resp;
+            let system = if chase {
+                System::Auth
+            } else {
+                resp.metadata.response_code = ResponseCode::Refused;
+                System::Recursive
+            };
+            return self.send(resp, system, max, started);
+        };
         Step::Upstream(Box::new(Pending {
+            _permit: permit,
             resp,
             query,
             dnssec_ok,
@@ -147,6 +167,7 @@ impl Handler {
             max,
             started,
             chase,
+            _permit,
         } = p;
         let result = self.forwarder.resolve(&query, dnssec_ok, transport).await;
         if chase {
@@ -259,6 +280,9 @@ impl Handler {
         let snap = self.index.snapshot();
         match answer(&snap, &self.params, qname, qtype) {
             Outcome::Auth(auth) => {
+                if auth.scan_limited {
+                    self.metrics.scans_limited.inc();
+                }
                 let system = if auth.reverse {
                     System::Reverse
                 } else {

@@ -10,6 +10,9 @@ use arc_swap::ArcSwap;
 use hickory_proto::rr::Name;
 use imbl::OrdMap;
 
+/// Largest TTL passed on (2³¹ − 1, RFC 2181 §8).
+pub const MAX_TTL: u32 = i32::MAX as u32;
+
 /// What a record's `host` field holds, parsed once when the value is read from etcd.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Host {
@@ -60,7 +63,8 @@ impl Rec {
             weight: r.weight,
             text: r.text.clone(),
             mail: r.mail,
-            ttl: r.ttl,
+            // RFC 2181 §8: a TTL with the top bit set is treated as zero (here: the default).
+            ttl: if r.ttl > MAX_TTL { 0 } else { r.ttl },
             targetstrip: r.targetstrip,
         })
     }
@@ -189,6 +193,19 @@ impl Snapshot {
         self.map
             .range::<_, str>((Bound::Included(lo.as_str()), upper))
             .filter(move |(k, _)| k.len() > lo.len() || lo.is_empty())
+    }
+
+    /// Every key `k` with `lo <= k < hi` (`hi = None`: no upper end), in order.
+    pub fn range<'a>(
+        &'a self,
+        lo: &str,
+        hi: Option<&str>,
+    ) -> impl Iterator<Item = (&'a Arc<str>, &'a Entry)> + 'a {
+        let upper = match hi {
+            Some(h) => Bound::Excluded(h),
+            None => Bound::Unbounded,
+        };
+        self.map.range::<_, str>((Bound::Included(lo), upper))
     }
 
     /// Number of keys held.

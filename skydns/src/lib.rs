@@ -16,6 +16,7 @@ pub mod tcp;
 pub mod udp;
 pub mod wire;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::routing::get;
@@ -61,6 +62,7 @@ pub async fn run(
         settings.upstreams.clone(),
         settings.rtimeout,
         settings.rcache,
+        settings.rcache_bytes,
         settings.rcache_ttl,
     );
     let handler = Arc::new(handler::Handler {
@@ -70,7 +72,11 @@ pub async fn run(
         metrics: metrics.clone(),
         recursion: settings.recursion,
         udp_size: settings.udp_size,
-        reply_cache: reply_cache::ReplyCache::new(settings.answer_cache),
+        reply_cache: reply_cache::ReplyCache::new(
+            settings.answer_cache,
+            settings.answer_cache_bytes,
+        ),
+        upstream_budget: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent)),
     });
     tracing::info!(
         dns = %listeners.udp.local_addr()?,
@@ -80,11 +86,16 @@ pub async fn run(
         "skydns serving"
     );
 
+    // False once a serving task has failed: readiness then says so until the process exits.
+    let healthy = Arc::new(AtomicBool::new(true));
     let ready_index = index.clone();
-    let router = runtime::http::metrics_router(metrics.registry.clone()).route(
+    let ready_healthy = healthy.clone();
+    let gauges = handler.clone();
+    let registry = metrics.registry.clone();
+    let router = runtime::http::metrics_router(registry).route(
         "/readiness",
         get(move || {
-            let ready = ready_index.load().ready;
+            let ready = ready_index.load().ready && ready_healthy.load(Ordering::Relaxed);
             async move {
                 let r = runtime::Readiness::new();
                 r.set(ready);
@@ -96,7 +107,7 @@ pub async fn run(
     let feed = tokio::spawn(feed::run_feed(
         settings.clone(),
         index,
-        metrics,
+        metrics.clone(),
         shutdown.clone(),
     ));
     let (udp_socket, threads) = (listeners.udp.into_std()?, settings.udp_thread_count());
@@ -106,9 +117,7 @@ pub async fn run(
         tokio::runtime::Handle::current(),
     );
     let udp = tokio::task::spawn_blocking(move || {
-        if let Err(e) = udp::serve_udp_threads(udp_socket, udp_handler, threads, rt, udp_stop) {
-            tracing::error!(error = %e, "udp threads failed");
-        }
+        udp::serve_udp_threads(udp_socket, udp_handler, threads, rt, udp_stop)
     });
     let tcp = tokio::spawn(tcp::serve_tcp(
         listeners.tcp,
@@ -123,9 +132,86 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    shutdown.cancelled().await;
-    let _ = tokio::join!(feed, udp, tcp);
-    let _ = http.await;
-    tracing::info!("skydns stopped");
-    Ok(())
+    let cache_gauges = tokio::spawn(publish_cache_sizes(gauges, shutdown.clone()));
+
+    // Supervision: every serving task runs until shutdown; one that ends before it (a panic,
+    // a dead socket) takes readiness down and ends `run` with an error, so the process exits
+    // non-zero and Kubernetes restarts it rather than leaving it half-deaf.
+    let (mut feed, mut udp, mut tcp, mut http) = (feed, udp, tcp, http);
+    let failure = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        r = &mut feed => Some(format!("etcd feed task ended: {}", ended(r.map(Ok::<(), String>)))),
+        r = &mut udp => Some(format!("udp threads ended: {}", ended(r.map(|r| r.map_err(|e| e.to_string()))))),
+        r = &mut tcp => Some(format!("tcp acceptor ended: {}", ended(r.map(|r| r.map_err(|e| e.to_string()))))),
+        r = &mut http => Some(format!("http server ended: {}", ended(r.map(|r| r.map_err(|e| e.to_string()))))),
+    };
+    if let Some(reason) = &failure {
+        healthy.store(false, Ordering::Relaxed);
+        tracing::error!(reason = %reason, "a serving task failed; stopping");
+        shutdown.cancel();
+    }
+    let rest = async {
+        let _ = tokio::join!(
+            async {
+                if !feed.is_finished() {
+                    let _ = feed.await;
+                }
+            },
+            async {
+                if !udp.is_finished() {
+                    let _ = udp.await;
+                }
+            },
+            async {
+                if !tcp.is_finished() {
+                    let _ = tcp.await;
+                }
+            },
+            async {
+                if !http.is_finished() {
+                    let _ = http.await;
+                }
+            },
+            cache_gauges,
+        );
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(10), rest)
+        .await
+        .is_err()
+    {
+        tracing::warn!("tasks did not stop within 10 s");
+    }
+    match failure {
+        None => {
+            tracing::info!("skydns stopped");
+            Ok(())
+        }
+        Some(reason) => Err(anyhow::anyhow!(reason)),
+    }
+}
+
+/// How a supervised task ended, for the error message.
+fn ended<E: std::fmt::Display>(r: Result<Result<(), E>, tokio::task::JoinError>) -> String {
+    match r {
+        Ok(Ok(())) => "returned early".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) if e.is_panic() => "panicked".to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Publish the caches' sizes as gauges once a second.
+async fn publish_cache_sizes(handler: Arc<handler::Handler>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let m = &handler.metrics;
+        m.forward_cache_bytes
+            .set(handler.forwarder.cache_bytes() as i64);
+        m.answer_cache_bytes
+            .set(handler.reply_cache.as_ref().map_or(0, |c| c.bytes()) as i64);
+    }
 }

@@ -81,6 +81,16 @@ pub struct Metrics {
     pub etcd_errors: Counter,
     pub malformed_queries: Counter,
     pub tcp_rejected: Counter,
+    /// Answers whose index scan stopped at the per-query bound.
+    pub scans_limited: Counter,
+    /// Questions refused because the upstream budget (`--max-concurrent`) was spent.
+    pub upstream_overflow: Counter,
+    /// TCP connections closed because their replies were not being read.
+    pub tcp_stalled: Counter,
+    /// Bytes held by the forwarding cache.
+    pub forward_cache_bytes: Gauge,
+    /// Bytes held by the answer cache.
+    pub answer_cache_bytes: Gauge,
     keys: Gauge,
     revision: Gauge,
 }
@@ -146,6 +156,36 @@ impl Metrics {
             "TCP connections closed because the connection limit was reached",
             tcp_rejected.clone(),
         );
+        let scans_limited = Counter::default();
+        registry.register(
+            "skydns_scans_limited",
+            "Answers whose index scan (union, wildcard) stopped at the per-query bound of keys",
+            scans_limited.clone(),
+        );
+        let upstream_overflow = Counter::default();
+        registry.register(
+            "skydns_upstream_overflow",
+            "Questions answered REFUSED because --max-concurrent upstream lookups were in flight",
+            upstream_overflow.clone(),
+        );
+        let tcp_stalled = Counter::default();
+        registry.register(
+            "skydns_tcp_connections_stalled",
+            "TCP connections closed because the client did not read its replies",
+            tcp_stalled.clone(),
+        );
+        let cache_bytes = Family::<Labels, Gauge>::default();
+        registry.register(
+            "skydns_cache_bytes",
+            "Bytes held by a cache (cache=forward|answer)",
+            cache_bytes.clone(),
+        );
+        let forward_cache_bytes = cache_bytes
+            .get_or_create(&vec![("cache", "forward")])
+            .clone();
+        let answer_cache_bytes = cache_bytes
+            .get_or_create(&vec![("cache", "answer")])
+            .clone();
         let keys = Gauge::default();
         registry.register(
             "skydns_records_held",
@@ -195,6 +235,11 @@ impl Metrics {
             etcd_errors,
             malformed_queries,
             tcp_rejected,
+            scans_limited,
+            upstream_overflow,
+            tcp_stalled,
+            forward_cache_bytes,
+            answer_cache_bytes,
             keys,
             revision,
             registry: Arc::new(Mutex::new(registry)),

@@ -6,7 +6,12 @@
 //! Built for the query path: a lookup hashes the packet in place (no allocation); a key is only
 //! admitted on its second sighting (a one-slot-per-bucket doorkeeper), so the stream of one-off
 //! names a pod's search path produces does not flush the names that repeat; when a shard is full
-//! its oldest entry is evicted.
+//! — in entries or in bytes — its oldest entries are evicted.
+//!
+//! Hand-written rather than a cache crate: a hit must cost no allocation besides the reply
+//! itself and no hashing beyond one pass over the packet, and the doorkeeper keeps one-off
+//! names out; the benchmark (docs/benchmarks.md) puts a hit at ≈ 3k instructions, a quarter of
+//! computing the answer.
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
@@ -46,29 +51,40 @@ struct Shard {
     order: VecDeque<u64>,
     /// Hashes seen once (admission on the second sighting).
     seen: Box<[u64]>,
+    /// Bytes held by the entries of this shard (see [`entry_bytes`]).
+    bytes: usize,
+}
+
+/// What one entry holds in memory: its struct, the query key and the reply.
+fn entry_bytes(key_len: usize, reply_len: usize) -> usize {
+    std::mem::size_of::<Entry>() + key_len + reply_len
 }
 
 /// The sharded cache.
 pub struct ReplyCache {
     shards: Vec<Mutex<Shard>>,
     per_shard: usize,
+    bytes_per_shard: usize,
     hasher: RandomState,
 }
 
 impl ReplyCache {
-    /// A cache of about `capacity` entries; `None` when 0 (off).
-    pub fn new(capacity: usize) -> Option<Self> {
-        (capacity > 0).then(|| ReplyCache {
+    /// A cache of about `capacity` entries and at most about `bytes` bytes (each of the
+    /// shards holds its share of both); `None` when either is 0 (off).
+    pub fn new(capacity: usize, bytes: usize) -> Option<Self> {
+        (capacity > 0 && bytes > 0).then(|| ReplyCache {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
                         table: HashTable::new(),
                         order: VecDeque::new(),
                         seen: vec![0u64; DOORKEEPER].into_boxed_slice(),
+                        bytes: 0,
                     })
                 })
                 .collect(),
             per_shard: capacity.div_ceil(SHARDS),
+            bytes_per_shard: bytes.div_ceil(SHARDS),
             hasher: RandomState::new(),
         })
     }
@@ -123,22 +139,37 @@ impl ReplyCache {
             .table
             .find_mut(hash, |e| matches(e, hash, transport, packet))
         {
-            e.generation = generation;
-            e.bytes = reply.into();
-            e.meta = meta;
-            return;
+            let (old, new) = (e.bytes.len(), reply.len());
+            if shard.bytes - old + new <= self.bytes_per_shard {
+                e.generation = generation;
+                e.bytes = reply.into();
+                e.meta = meta;
+                shard.bytes = shard.bytes - old + new;
+                return;
+            }
+            // The new reply does not fit beside the rest: drop the entry and insert afresh.
+            let size = entry_bytes(e.key.len(), old);
+            if let Ok(e) = shard.table.find_entry(hash, |e| e.hash == hash) {
+                e.remove();
+                shard.bytes -= size;
+            }
         }
         let slot = ((hash >> 32) as usize) % DOORKEEPER;
         if shard.seen[slot] != hash {
             shard.seen[slot] = hash;
             return;
         }
-        while shard.table.len() >= self.per_shard {
+        let size = entry_bytes(packet.len() - 2, reply.len());
+        if size > self.bytes_per_shard {
+            return;
+        }
+        while shard.table.len() >= self.per_shard || shard.bytes + size > self.bytes_per_shard {
             let Some(old) = shard.order.pop_front() else {
                 break;
             };
             if let Ok(e) = shard.table.find_entry(old, |e| e.hash == old) {
-                e.remove();
+                let (gone, _) = e.remove();
+                shard.bytes -= entry_bytes(gone.key.len(), gone.bytes.len());
             }
         }
         shard.table.insert_unique(
@@ -154,6 +185,15 @@ impl ReplyCache {
             |e| e.hash,
         );
         shard.order.push_back(hash);
+        shard.bytes += size;
+    }
+
+    /// Bytes held by every entry, as counted against the bound.
+    pub fn bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().map_or(0, |s| s.bytes))
+            .sum()
     }
 }
 
@@ -175,7 +215,7 @@ mod tests {
 
     #[test]
     fn second_sighting_is_cached_hits_patch_the_id_and_generation_invalidates() {
-        let c = ReplyCache::new(100).unwrap();
+        let c = ReplyCache::new(100, 1 << 20).unwrap();
         let q1 = [0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'f', b'o', b'o', 0];
         let mut q2 = q1;
         q2[0] = 9;
@@ -206,7 +246,7 @@ mod tests {
 
     #[test]
     fn bounded_and_oldest_evicted() {
-        let c = ReplyCache::new(32).unwrap();
+        let c = ReplyCache::new(32, 1 << 20).unwrap();
         let q = |i: u32| {
             let mut q = vec![0u8; 12];
             q.extend_from_slice(&i.to_be_bytes());
@@ -220,5 +260,43 @@ mod tests {
         assert!(total <= 32 + SHARDS, "{total}");
         assert!(c.get(Transport::Udp, &q(9_999), 1).is_some(), "newest kept");
         assert!(c.get(Transport::Udp, &q(0), 1).is_none(), "oldest evicted");
+    }
+
+    #[test]
+    fn bounded_in_bytes_whatever_the_reply_size() {
+        // 50,000 entries allowed, 1 MiB: a flood of 60 KiB TCP replies stays within the bytes.
+        let c = ReplyCache::new(50_000, 1 << 20).unwrap();
+        let big = vec![0u8; 60 * 1024];
+        for i in 0..2_000u32 {
+            let mut q = vec![0u8; 12];
+            q.extend_from_slice(&i.to_be_bytes());
+            c.put(Transport::Tcp, &q, 1, &big, meta());
+            c.put(Transport::Tcp, &q, 1, &big, meta());
+        }
+        let held: usize = c
+            .shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap()
+                    .table
+                    .iter()
+                    .map(|e| e.bytes.len())
+                    .sum::<usize>()
+            })
+            .sum();
+        assert!(held <= (1 << 20) + SHARDS * 64, "{held} reply bytes held");
+        assert!(held > 0, "large replies are still cached");
+        assert_eq!(c.bytes(), {
+            let n: usize = c.shards.iter().map(|s| s.lock().unwrap().table.len()).sum();
+            n * entry_bytes(16 - 2, big.len())
+        });
+        // Replacing an entry in place keeps the count exact.
+        let q = [0u8; 16];
+        c.put(Transport::Udp, &q, 1, &[0u8; 12], meta());
+        c.put(Transport::Udp, &q, 1, &[0u8; 12], meta());
+        let before = c.bytes();
+        c.put(Transport::Udp, &q, 2, &[0u8; 40], meta());
+        assert!(c.bytes() <= before + 28);
     }
 }

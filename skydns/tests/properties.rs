@@ -142,11 +142,12 @@ fn handler(snapshot: Snapshot) -> Handler {
     Handler {
         params: ZoneParams::new(zone, 30, 30, "hostmaster.kube.local."),
         index,
-        forwarder: Forwarder::new(Vec::new(), Duration::from_millis(100), 0, 60),
+        forwarder: Forwarder::new(Vec::new(), Duration::from_millis(100), 0, 0, 60),
         metrics: Arc::new(skydns::metrics::Metrics::new()),
         recursion: false,
         udp_size: UDP_SIZE,
-        reply_cache: skydns::reply_cache::ReplyCache::new(1024),
+        reply_cache: skydns::reply_cache::ReplyCache::new(1024, 1 << 20),
+        upstream_budget: Arc::new(tokio::sync::Semaphore::new(64)),
     }
 }
 
@@ -338,7 +339,7 @@ proptest! {
             prop_assert_eq!(rec.weight, r.weight);
             prop_assert_eq!(&rec.text, &r.text);
             prop_assert_eq!(rec.mail, r.mail);
-            prop_assert_eq!(rec.ttl, r.ttl);
+            prop_assert_eq!(rec.ttl, if r.ttl > skydns::index::MAX_TTL { 0 } else { r.ttl });
             prop_assert_eq!(rec.targetstrip, r.targetstrip);
             match &rec.host {
                 Host::None => prop_assert!(r.host.is_empty()),
@@ -454,5 +455,71 @@ proptest! {
             prop_assert_eq!(u16::from(a.metadata.response_code), rcode);
         }
         prop_assert!(ours.len() <= theirs.len(), "{} > {}", ours.len(), theirs.len());
+    }
+}
+
+// ---- arithmetic on untrusted numbers ---------------------------------------------------------
+
+fn srv(priority: u16, weight: u16) -> Record {
+    let target = Name::from_ascii("t.kube.local.").unwrap();
+    Record::from_rdata(
+        Name::from_ascii("s.kube.local.").unwrap(),
+        30,
+        RData::SRV(hickory_proto::rr::rdata::SRV::new(
+            priority, weight, 80, target,
+        )),
+    )
+}
+
+fn weights(answers: &[Record]) -> Vec<u16> {
+    answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::SRV(s) => s.weight,
+            _ => unreachable!(),
+        })
+        .collect()
+}
+
+#[test]
+fn srv_weight_sums_never_overflow() {
+    // 70,000 records of the largest weight at one priority: the sum exceeds u32.
+    let mut answers: Vec<Record> = (0..70_000).map(|_| srv(10, u16::MAX)).collect();
+    skydns::answer::normalise_weights(&mut answers);
+    assert!(
+        weights(&answers).iter().all(|&w| w == 1),
+        "floor(100/70000) → 1"
+    );
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Any weights and priorities: no panic, every weight in 1..=100, and within a priority
+    /// the normalised weights keep the order of the raw ones.
+    #[test]
+    fn srv_weights_are_normalised_for_hostile_values(
+        raw in proptest::collection::vec((0u16..4, any::<u16>()), 1..200),
+    ) {
+        let mut answers: Vec<Record> = raw.iter().map(|&(p, w)| srv(p, w)).collect();
+        skydns::answer::normalise_weights(&mut answers);
+        let got = weights(&answers);
+        prop_assert!(got.iter().all(|&w| (1..=100).contains(&w)), "{:?}", got);
+        let eff = |w: u16| if w == 0 { 100u32 } else { u32::from(w) };
+        for (i, a) in raw.iter().enumerate() {
+            for (j, b) in raw.iter().enumerate() {
+                if a.0 == b.0 && eff(a.1) <= eff(b.1) {
+                    prop_assert!(got[i] <= got[j]);
+                }
+            }
+        }
+    }
+
+    /// Any TTL in a value: what the index serves never has the top bit set.
+    #[test]
+    fn ttls_from_etcd_are_clamped(ttl in any::<u32>()) {
+        let entry = parse_entry(format!(r#"{{"host":"10.0.0.1","ttl":{ttl}}}"#).as_bytes()).unwrap();
+        prop_assert!(entry[0].ttl <= skydns::index::MAX_TTL);
+        prop_assert_eq!(entry[0].ttl, if ttl > skydns::index::MAX_TTL { 0 } else { ttl });
     }
 }

@@ -369,6 +369,33 @@ fn table(rows: &[Value]) -> String {
         );
     }
 
+    let worst: Vec<&Value> = dns
+        .iter()
+        .filter(|((phase, ..), _)| phase == "worst")
+        .filter_map(|(_, runs)| runs.first().copied())
+        .collect();
+    if !worst.is_empty() {
+        out.push_str("### 1b. Worst-case queries (skydns, UDP, one query repeated)\n\n");
+        out.push_str("| query | qps | CPU µs/q | × an ordinary hit | rcodes |\n");
+        out.push_str("|---|---:|---:|---:|---|\n");
+        let ordinary = worst
+            .iter()
+            .find(|r| s(r, "mix") == "w-ordinary")
+            .map(|r| f(r, "cpu_us_per_query"));
+        for r in &worst {
+            let cpu = f(r, "cpu_us_per_query");
+            out.push_str(&format!(
+                "| {} | {} | {:.1} | {} | {} |\n",
+                s(r, "mix").trim_start_matches("w-"),
+                kqps(f(r, "qps")),
+                cpu,
+                ordinary.map_or("–".to_string(), |o| format!("{:.1}", cpu / o)),
+                s(r, "rcodes"),
+            ));
+        }
+        out.push('\n');
+    }
+
     let rate: Vec<&Value> = dns
         .values()
         .flatten()

@@ -92,12 +92,14 @@ fn handler() -> &'static Handler {
                 vec!["127.0.0.1:9".parse().unwrap()],
                 Duration::from_millis(10),
                 100,
+                1 << 20,
                 60,
             ),
             metrics: Arc::new(skydns::metrics::Metrics::new()),
             recursion: true,
             udp_size: UDP_SIZE,
-            reply_cache: skydns::reply_cache::ReplyCache::new(4096),
+            reply_cache: skydns::reply_cache::ReplyCache::new(4096, 1 << 20),
+            upstream_budget: Arc::new(tokio::sync::Semaphore::new(64)),
         }
     })
 }
