@@ -8,7 +8,9 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
+};
 use runtime::Readiness;
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -17,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::Error;
 use crate::leader::{Fence, Leadership, Role};
 use crate::metrics::Metrics;
-use crate::sync::{owned_ranges, Op, State};
+use crate::sync::{owned_ranges, Current, Op, State};
 
 /// Keys read per page while reconciling.
 const PAGE: i64 = 1000;
@@ -82,6 +84,8 @@ pub struct Writer {
     cfg: WriterConfig,
     /// Highest revision seen; a lower one means etcd lost its data.
     revision: i64,
+    /// Bytes of keys and values per transaction (lowered when etcd refuses one as too large).
+    txn_bytes: usize,
 }
 
 impl Writer {
@@ -103,6 +107,7 @@ impl Writer {
             readiness,
             cfg,
             revision: 0,
+            txn_bytes: MAX_TXN_BYTES,
         }
     }
 
@@ -246,13 +251,22 @@ impl Writer {
         ok
     }
 
-    /// Write every pending key, batch by batch.
+    /// Write every pending key, batch by batch. Each transaction compares the fence (with
+    /// `--leader-elect`) and the modification revision of every reverse key it writes; when a
+    /// comparison fails, the same transaction reads those keys back and the state decides again
+    /// (a foreign PTR value is never overwritten or deleted).
     async fn flush(
         &mut self,
         term: u64,
         fence: Option<&Fence>,
         stop: &CancellationToken,
     ) -> Result<(), Error> {
+        // etcd's `--max-txn-ops` bounds the comparisons too: the fence takes one.
+        let max_ops = if fence.is_some() {
+            self.cfg.max_ops.saturating_sub(1).max(1)
+        } else {
+            self.cfg.max_ops
+        };
         loop {
             if stop.is_cancelled() {
                 return Ok(());
@@ -261,24 +275,35 @@ impl Writer {
             {
                 return Err(Error::NotLeader);
             }
-            let batch = {
+            let (batch, guards) = {
                 let mut s = lock(&self.state);
-                s.take_batch(self.cfg.max_ops, MAX_TXN_BYTES)
+                let batch = s.take_batch(max_ops, self.txn_bytes);
+                let guards: Vec<(String, i64)> = batch
+                    .iter()
+                    .filter_map(|op| s.guard(op.key()).map(|rev| (op.key().to_string(), rev)))
+                    .collect();
+                (batch, guards)
             };
             if batch.is_empty() {
                 return Ok(());
             }
-            let (puts, deletes) = batch.iter().fold((0, 0), |(p, d), op| match op {
-                Op::Put { .. } => (p + 1, d),
-                Op::Delete { .. } => (p, d + 1),
+            let (puts, deletes, bytes) = batch.iter().fold((0, 0, 0), |(p, d, b), op| match op {
+                Op::Put { key, value } => (p + 1, d, b + key.len() + value.len()),
+                Op::Delete { key } => (p, d + 1, b + key.len()),
             });
-            let mut txn = Txn::new();
+            let mut compares = Vec::with_capacity(guards.len() + 1);
+            let mut reads = Vec::with_capacity(guards.len() + 1);
             if let Some(f) = fence {
-                txn = txn.when([Compare::create_revision(
+                compares.push(Compare::create_revision(
                     f.key.clone(),
                     CompareOp::Equal,
                     f.rev,
-                )]);
+                ));
+                reads.push(TxnOp::get(f.key.clone(), None));
+            }
+            for (key, rev) in &guards {
+                compares.push(Compare::mod_revision(key.as_str(), CompareOp::Equal, *rev));
+                reads.push(TxnOp::get(key.as_str(), None));
             }
             let ops: Vec<TxnOp> = batch
                 .iter()
@@ -287,17 +312,76 @@ impl Writer {
                     Op::Delete { key } => TxnOp::delete(key.as_str(), None),
                 })
                 .collect();
+            let mut txn = Txn::new();
+            if !compares.is_empty() {
+                txn = txn.when(compares);
+            }
             txn = txn.and_then(ops);
+            if !reads.is_empty() {
+                txn = txn.or_else(reads);
+            }
             let result = tokio::time::timeout(self.cfg.request_timeout, self.kv.txn(txn)).await;
             match result {
                 Ok(Ok(resp)) if resp.succeeded() => {
                     self.saw_revision(resp.header());
+                    let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+                    lock(&self.state).committed(&batch, revision);
                     self.metrics.etcd_written(puts, deletes);
                     tracing::debug!(puts, deletes, "etcd transaction committed");
                 }
-                Ok(Ok(_)) => {
-                    lock(&self.state).requeue(batch);
-                    return Err(Error::NotLeader);
+                Ok(Ok(resp)) => {
+                    let mut read: Vec<Current> = resp
+                        .op_responses()
+                        .into_iter()
+                        .map(|r| match r {
+                            TxnOpResponse::Get(g) => g
+                                .kvs()
+                                .first()
+                                .map(|kv| (kv.value().to_vec(), kv.mod_revision())),
+                            _ => None,
+                        })
+                        .collect();
+                    if let Some(f) = fence {
+                        // The fence key's creation revision decides leadership; its value is
+                        // the leader's id.
+                        let held = resp.op_responses().into_iter().next().is_some_and(|r| {
+                            matches!(r, TxnOpResponse::Get(g)
+                                if g.kvs().first().is_some_and(|kv| kv.create_revision() == f.rev))
+                        });
+                        if !held {
+                            lock(&self.state).requeue(batch);
+                            return Err(Error::NotLeader);
+                        }
+                        read.remove(0);
+                    }
+                    let current: Vec<(String, Current)> =
+                        guards.into_iter().map(|(k, _)| k).zip(read).collect();
+                    let foreign = lock(&self.state).conflicted(batch, &current);
+                    self.metrics.ptr_conflict();
+                    tracing::info!(
+                        keys = current.len(),
+                        foreign,
+                        "a reverse key changed since it was read; decided again"
+                    );
+                }
+                Ok(Err(err)) if is_too_large(&err) => {
+                    let mut s = lock(&self.state);
+                    match batch.as_slice() {
+                        [Op::Put { key, value }] => {
+                            s.refused_as_too_large(key, key.len() + value.len());
+                        }
+                        _ => {
+                            // Learn the limit: smaller transactions from now on.
+                            self.txn_bytes = (bytes / 2).max(1);
+                            tracing::warn!(
+                                bytes,
+                                now = self.txn_bytes,
+                                "etcd refused a transaction as too large; splitting"
+                            );
+                            s.requeue(batch);
+                        }
+                    }
+                    self.metrics.observe(s.stats());
                 }
                 Ok(Err(err)) => {
                     lock(&self.state).requeue(batch);
@@ -333,18 +417,19 @@ impl Writer {
                 .map_err(|_| Error::EtcdTimeout)??;
                 self.saw_revision(resp.header());
                 let more = resp.more();
-                let kvs: Vec<(String, Vec<u8>)> = resp
+                let kvs: Vec<(String, Vec<u8>, i64)> = resp
                     .kvs()
                     .iter()
                     .map(|kv| {
                         (
                             String::from_utf8_lossy(kv.key()).into_owned(),
                             kv.value().to_vec(),
+                            kv.mod_revision(),
                         )
                     })
                     .collect();
                 let hi = match kvs.last() {
-                    Some((last, _)) if more => format!("{last}\0"),
+                    Some((last, _, _)) if more => format!("{last}\0"),
                     _ => range.end.clone(),
                 };
                 queued += lock(&self.state).reconcile_chunk(range, &lo, &hi, &kvs);
@@ -373,6 +458,18 @@ impl Writer {
         let monotonic = self.saw_revision(resp.header());
         let have = resp.kvs().first().map(|kv| kv.value().to_vec());
         Ok(monotonic && have == want.map(String::into_bytes))
+    }
+}
+
+/// Whether etcd refused a request for its size: over `--max-request-bytes` ("request is too
+/// large") or over the gRPC message limit above it.
+fn is_too_large(err: &etcd_client::Error) -> bool {
+    match err {
+        etcd_client::Error::GRpcStatus(status) => {
+            // gRPC code 8 is RESOURCE_EXHAUSTED.
+            status.code() as i32 == 8 || status.message().contains("request is too large")
+        }
+        _ => false,
     }
 }
 

@@ -28,6 +28,9 @@ pub struct Metrics {
     pending: Gauge,
     last_sync: Gauge<f64, AtomicU64>,
     leader: Gauge,
+    too_large: Gauge,
+    too_large_total: Counter,
+    ptr_conflicts: Counter,
 }
 
 impl Metrics {
@@ -90,6 +93,21 @@ impl Metrics {
             "1 while this replica is the writer, else 0",
             m.leader.clone(),
         );
+        r.register(
+            "records_too_large",
+            "Records whose value is larger than etcd accepts; their key is kept absent",
+            m.too_large.clone(),
+        );
+        r.register(
+            "values_too_large",
+            "Values found larger than etcd accepts (the name is removed until it fits)",
+            m.too_large_total.clone(),
+        );
+        r.register(
+            "ptr_conflicts",
+            "Transactions whose reverse-key comparison failed (a key changed since read); decided again",
+            m.ptr_conflicts.clone(),
+        );
         // Show the error series at 0 before the first error.
         for label in ["etcd", "timeout", "not_leader"] {
             let _ = m.etcd_errors.get_or_create(&[("error", label)]);
@@ -141,6 +159,15 @@ impl Metrics {
             .set(gauge(stats.pods));
         self.records.set(gauge(stats.records));
         self.pending.set(gauge(stats.pending));
+        self.too_large.set(gauge(stats.too_large));
+        let seen = self.too_large_total.get();
+        if stats.too_large_total > seen {
+            self.too_large_total.inc_by(stats.too_large_total - seen);
+        }
+    }
+
+    pub fn ptr_conflict(&self) {
+        self.ptr_conflicts.inc();
     }
 
     pub fn synced_now(&self) {

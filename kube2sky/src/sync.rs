@@ -87,7 +87,15 @@ pub struct Stats {
     pub pods: usize,
     pub records: usize,
     pub pending: usize,
+    /// Keys whose desired value is larger than etcd accepts (their key is kept absent).
+    pub too_large: usize,
+    /// How many times a value was found too large (a counter).
+    pub too_large_total: u64,
 }
+
+/// What a guarded reverse key held when a transaction's comparison failed: `None` when absent,
+/// else its value and modification revision.
+pub type Current = Option<(Vec<u8>, i64)>;
 
 #[derive(Debug)]
 struct Stored<T> {
@@ -128,6 +136,16 @@ pub struct State {
     dirty_del: BTreeSet<Arc<str>>,
     /// Reverse keys another writer holds: never written or deleted.
     foreign: HashSet<String>,
+    /// Reverse keys kube2sky holds, with their modification revision as last read or written.
+    /// Every write of a reverse key compares it (absent: 0), so a foreign value that appeared
+    /// since is never overwritten or deleted.
+    ptr_revs: HashMap<Arc<str>, i64>,
+    /// Keys whose desired value exceeds `max_op_bytes`: etcd must not hold them (a stale
+    /// value would be served otherwise).
+    too_large: HashSet<Arc<str>>,
+    too_large_total: u64,
+    /// Largest key + value written in one operation (lowered when etcd refuses a request).
+    max_op_bytes: usize,
 }
 
 impl State {
@@ -148,6 +166,10 @@ impl State {
             dirty_put: BTreeSet::new(),
             dirty_del: BTreeSet::new(),
             foreign: HashSet::new(),
+            ptr_revs: HashMap::new(),
+            too_large: HashSet::new(),
+            too_large_total: 0,
+            max_op_bytes: MAX_OP_BYTES,
         };
         for k in kinds {
             state.kinds[k.index()].enabled = true;
@@ -178,6 +200,8 @@ impl State {
             pods: self.pods.len(),
             records: self.desired.len(),
             pending: self.pending(),
+            too_large: self.too_large.len(),
+            too_large_total: self.too_large_total,
         }
     }
 
@@ -477,6 +501,7 @@ impl State {
                 Some(current) if **current == *v => {}
                 Some(current) => {
                     *current = v.into_boxed_str();
+                    self.too_large.remove(key.as_str());
                     self.mark(&key);
                 }
                 None => {
@@ -487,10 +512,16 @@ impl State {
             },
             None => {
                 if let Some((key, _)) = self.desired.remove_entry(key.as_str()) {
+                    self.too_large.remove(&key);
                     self.mark_shared(key);
                 }
             }
         }
+    }
+
+    /// Whether etcd should hold `key` (it has a desired value that fits).
+    fn writable(&self, key: &str) -> bool {
+        self.desired.contains_key(key) && !self.too_large.contains(key)
     }
 
     /// Queue a key for writing: a put if it has a desired value, else a delete.
@@ -506,7 +537,7 @@ impl State {
         if self.foreign.contains(&*key) {
             self.dirty_put.remove(&key);
             self.dirty_del.remove(&key);
-        } else if self.desired.contains_key(&key) {
+        } else if self.writable(&key) {
             self.dirty_del.remove(&key);
             self.dirty_put.insert(key);
         } else {
@@ -530,8 +561,15 @@ impl State {
                 continue;
             };
             let size = key.len() + value.len();
-            if size > MAX_OP_BYTES {
-                tracing::warn!(%key, bytes = size, "value too large for etcd; not written");
+            if size > self.max_op_bytes {
+                tracing::warn!(%key, bytes = size, "value too large for etcd; the name is removed until it fits");
+                self.too_large_total += 1;
+                self.too_large.insert(key.clone());
+                self.dirty_del.insert(key);
+                continue;
+            }
+            if self.too_large.contains(&key) {
+                self.dirty_del.insert(key);
                 continue;
             }
             if !ops.is_empty() && bytes + size > max_bytes {
@@ -551,15 +589,118 @@ impl State {
             let Some(key) = self.dirty_del.pop_first() else {
                 break;
             };
-            if self.desired.contains_key(&key) {
+            if self.writable(&key) {
                 self.dirty_put.insert(key);
                 continue;
             }
+            if !ops.is_empty() && bytes + key.len() > max_bytes {
+                self.dirty_del.insert(key);
+                break;
+            }
+            bytes += key.len();
             ops.push(Op::Delete {
                 key: key.to_string(),
             });
         }
         ops
+    }
+
+    /// The modification revision a write of `key` must compare: `Some` for reverse keys (the
+    /// revision kube2sky last saw, 0 when it believes the key absent), `None` for the trees
+    /// kube2sky owns entirely.
+    pub fn guard(&self, key: &str) -> Option<i64> {
+        self.is_reverse(key)
+            .then(|| self.ptr_revs.get(key).copied().unwrap_or(0))
+    }
+
+    fn is_reverse(&self, key: &str) -> bool {
+        self.zone
+            .reverse_prefixes()
+            .iter()
+            .any(|p| key.starts_with(p.as_str()))
+    }
+
+    /// A batch was committed at `revision`: remember the revisions of the reverse keys.
+    pub fn committed(&mut self, ops: &[Op], revision: i64) {
+        for op in ops {
+            if !self.is_reverse(op.key()) {
+                continue;
+            }
+            match op {
+                Op::Put { key, .. } => {
+                    let shared = self.shared_key(key);
+                    self.ptr_revs.insert(shared, revision);
+                }
+                Op::Delete { key } => {
+                    self.ptr_revs.remove(key.as_str());
+                }
+            }
+        }
+    }
+
+    fn shared_key(&self, key: &str) -> Arc<str> {
+        match self.desired.get_key_value(key) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(key),
+        }
+    }
+
+    /// A batch's comparison of reverse keys failed: `current` is what each guarded key holds
+    /// now (read in the same transaction). Decide again from that value: a foreign one is left
+    /// alone from now on; for our own or an absent key the revision is updated. Every key of the
+    /// batch is queued again as the desired state says. Returns the keys found foreign.
+    pub fn conflicted(&mut self, ops: Vec<Op>, current: &[(String, Current)]) -> usize {
+        let mut foreign = 0;
+        for (key, now) in current {
+            match now {
+                None => {
+                    self.ptr_revs.remove(key.as_str());
+                }
+                Some((value, rev)) => {
+                    let owned =
+                        parse_value(value).is_ok_and(|records| self.zone.owns_ptr_value(&records));
+                    if owned {
+                        let shared = self.shared_key(key);
+                        self.ptr_revs.insert(shared, *rev);
+                    } else {
+                        tracing::warn!(%key, "reverse key taken by another writer; leaving it alone");
+                        self.ptr_revs.remove(key.as_str());
+                        self.foreign.insert(key.clone());
+                        foreign += 1;
+                    }
+                }
+            }
+        }
+        for op in ops {
+            let key = op.key();
+            let now = current.iter().find(|(k, _)| k == key).map(|(_, c)| c);
+            // Nothing to do when etcd already holds what is desired.
+            let done = match now {
+                Some(None) => !self.writable(key),
+                Some(Some((value, _))) => {
+                    self.writable(key) && self.desired(key).map(str::as_bytes) == Some(value)
+                }
+                None => false,
+            };
+            if done {
+                self.dirty_put.remove(key);
+                self.dirty_del.remove(key);
+            } else {
+                self.mark(key);
+            }
+        }
+        foreign
+    }
+
+    /// etcd refused a request holding only this put as too large: keep the key absent until
+    /// its value changes, and try no value this large again.
+    pub fn refused_as_too_large(&mut self, key: &str, size: usize) {
+        tracing::warn!(%key, bytes = size, "etcd refused the value as too large; the name is removed until it fits");
+        self.max_op_bytes = self.max_op_bytes.min(size.saturating_sub(1)).max(1);
+        self.too_large_total += 1;
+        let shared = self.shared_key(key);
+        self.too_large.insert(shared);
+        self.mark(key);
     }
 
     /// A batch that was not written: queue its keys again (as put or delete per the current
@@ -573,9 +714,11 @@ impl State {
         }
     }
 
-    /// Start of a reconcile: forget which reverse keys were foreign.
+    /// Start of a reconcile: forget which reverse keys were foreign and their revisions (the
+    /// read fills both again).
     pub fn begin_reconcile(&mut self) {
         self.foreign.clear();
+        self.ptr_revs.clear();
     }
 
     /// Compare what etcd holds in `[lo, hi)` of `range` (`kvs`, every key etcd has there) with
@@ -587,11 +730,11 @@ impl State {
         range: &OwnedRange,
         lo: &str,
         hi: &str,
-        kvs: &[(String, Vec<u8>)],
+        kvs: &[(String, Vec<u8>, i64)],
     ) -> usize {
         let before = self.pending();
         let mut present: HashSet<&str> = HashSet::with_capacity(kvs.len());
-        for (key, value) in kvs {
+        for (key, value, mod_revision) in kvs {
             present.insert(key.as_str());
             let owned = !range.reverse
                 || parse_value(value).is_ok_and(|records| self.zone.owns_ptr_value(&records));
@@ -604,10 +747,15 @@ impl State {
                 self.dirty_del.remove(key.as_str());
                 continue;
             }
-            let same = self
-                .desired
-                .get(key.as_str())
-                .is_some_and(|d| d.as_bytes() == value.as_slice());
+            if range.reverse {
+                let shared = self.shared_key(key);
+                self.ptr_revs.insert(shared, *mod_revision);
+            }
+            let same = self.writable(key)
+                && self
+                    .desired
+                    .get(key.as_str())
+                    .is_some_and(|d| d.as_bytes() == value.as_slice());
             if !same {
                 self.mark(key);
             }
@@ -616,7 +764,7 @@ impl State {
             .desired
             .range::<str, _>((Bound::Included(lo), Bound::Excluded(hi)))
             .map(|(k, _)| k)
-            .filter(|k| !present.contains(&***k))
+            .filter(|k| !present.contains(&***k) && !self.too_large.contains(&***k))
             .cloned()
             .collect();
         for key in missing {

@@ -374,9 +374,9 @@ fn reconcile_all(s: &mut State, etcd: &BTreeMap<String, String>) {
     s.begin_reconcile();
     let ranges = owned_ranges(s.zone());
     for r in &ranges {
-        let kvs: Vec<(String, Vec<u8>)> = etcd
+        let kvs: Vec<(String, Vec<u8>, i64)> = etcd
             .range(r.start.clone()..r.end.clone())
-            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+            .map(|(k, v)| (k.clone(), v.clone().into_bytes(), 1))
             .collect();
         s.reconcile_chunk(r, &r.start, &r.end, &kvs);
     }

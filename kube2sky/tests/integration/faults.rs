@@ -258,3 +258,92 @@ async fn etcd_down_at_start_then_wiped_is_filled_again() {
     assert!(k.is_running());
     k.stop().await.expect("clean shutdown");
 }
+
+/// A value larger than etcd accepts (`--max-request-bytes`, here 32 KiB): kube2sky must not
+/// leave the old value standing (a stale answer) nor block every other write behind it. The
+/// name's key is deleted, the value counted in `kube2sky_values_too_large_total`, and once the
+/// value fits again it is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn value_over_etcds_request_limit_removes_the_stale_record_and_blocks_nothing() {
+    let etcd = EtcdProcess::start_with_args(vec!["--max-request-bytes=32768".into()])
+        .await
+        .expect("etcd");
+    let api = TestApiServer::start().await.expect("api");
+    let mut c = etcd.client().await.expect("client");
+    let big = format!("{SVC}/default/big");
+    let slice = |n: u32| {
+        let ips: Vec<String> = (0..n)
+            .map(|i| format!("10.244.{}.{}", i / 250, i % 250 + 1))
+            .collect();
+        let eps: Vec<_> = ips
+            .iter()
+            .map(|ip| endpoint(&[ip.as_str()], None, Some(true)))
+            .collect();
+        endpoint_slice("default", "big-1", "big", "IPv4", &eps, &[])
+    };
+    api.apply(service_headless("default", "big", &[]));
+    api.apply(slice(3));
+    let k = Kube2sky::start(&etcd.endpoint(), &api.url(), &[]).await;
+    k.wait_ready().await;
+    let value = |c: &etcd_client::Client, key: String| {
+        let mut c = c.clone();
+        async move {
+            let r = c.get(key.as_str(), None).await.ok()?;
+            Some(
+                r.kvs()
+                    .first()
+                    .map(|kv| kv.value_str().unwrap_or("").to_string()),
+            )
+        }
+    };
+    assert_eq!(
+        value(&c, big.clone()).await.flatten().as_deref(),
+        Some(arr(&["10.244.0.1", "10.244.0.2", "10.244.0.3"]).as_str())
+    );
+
+    // 1000 ready endpoints: the service's A value is ~52 KB, over the limit.
+    api.apply(slice(1000));
+    api.apply(service_cluster_ip("default", "after", &["10.96.5.5"], &[]));
+    eventually(
+        SETTLE,
+        "other records written, the stale value gone",
+        || async {
+            let after = value(&c, format!("{SVC}/default/after")).await??;
+            let last = value(&c, format!("{SVC}/default/big/10-244-3-250")).await??;
+            let big_now = value(&c, big.clone()).await?;
+            (after == a("10.96.5.5") && last == a("10.244.3.250") && big_now.is_none())
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(k.metric("kube2sky_values_too_large_total").await >= 1.0);
+    eventually(SETTLE, "nothing pending", || async {
+        (k.metric("kube2sky_pending_writes").await == 0.0).then_some(())
+    })
+    .await;
+    assert!(k.is_ready().await);
+
+    // Back to two endpoints: the value fits and is written; every endpoint key is gone.
+    api.apply(slice(2));
+    let mut want = records(&[
+        (&big, &arr(&["10.244.0.1", "10.244.0.2"])),
+        (&format!("{big}/10-244-0-1"), &a("10.244.0.1")),
+        (&format!("{big}/10-244-0-2"), &a("10.244.0.2")),
+        (&format!("{SVC}/default/after"), &a("10.96.5.5")),
+        (
+            "/skydns/arpa/in-addr/10/96/5/5",
+            &ptr(&["after.default.svc.cluster.local."]),
+        ),
+        (
+            "/skydns/arpa/in-addr/10/244/0/1",
+            &ptr(&["10-244-0-1.big.default.svc.cluster.local."]),
+        ),
+        (
+            "/skydns/arpa/in-addr/10/244/0/2",
+            &ptr(&["10-244-0-2.big.default.svc.cluster.local."]),
+        ),
+    ]);
+    want.retain(|_, v| !v.is_empty());
+    expect_exactly(&mut c, &want).await;
+    k.stop().await.expect("clean shutdown");
+}
