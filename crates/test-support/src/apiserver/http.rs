@@ -58,6 +58,11 @@ fn not_found() -> Response<Body> {
     )
 }
 
+/// 401 for a request without valid credentials (as the real server answers it).
+pub(crate) fn unauthorized() -> Response<Body> {
+    error_response(401, "Unauthorized", None)
+}
+
 /// Serve one request.
 pub(crate) async fn handle(store: Arc<Store>, port: u16, req: Request<Incoming>) -> Response<Body> {
     let target = req
@@ -65,6 +70,9 @@ pub(crate) async fn handle(store: Arc<Store>, port: u16, req: Request<Incoming>)
         .path_and_query()
         .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
     store.record_request(format!("{} {target}", req.method()));
+    if matches!(*req.method(), Method::POST | Method::PUT | Method::DELETE) {
+        return write(store, req).await;
+    }
     if req.method() != Method::GET {
         return error_response(
             405,
@@ -107,6 +115,130 @@ pub(crate) async fn handle(store: Arc<Store>, port: u16, req: Request<Incoming>)
             serve_resource(store, "discovery.k8s.io", rest, &query, &accept)
         }
         _ => not_found(),
+    }
+}
+
+/// Largest request body accepted by POST and PUT.
+const MAX_BODY: usize = 4 << 20;
+
+/// POST (create in a collection), PUT (replace a named object) and DELETE (a named object),
+/// as `kubectl create`, `replace` and `delete` send them. The object is stored as
+/// [`Store::apply`] does (creating a namespace is not required); POST of an existing name is
+/// 409 AlreadyExists, PUT and DELETE of a missing one 404.
+async fn write(store: Arc<Store>, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let (group, rest) = match segments.as_slice() {
+        ["api", "v1", rest @ ..] => ("", rest),
+        ["apis", "discovery.k8s.io", "v1", rest @ ..] => ("discovery.k8s.io", rest),
+        _ => return not_found(),
+    };
+    let Some((rt, namespace, name)) = route(group, rest) else {
+        return not_found();
+    };
+    let namespace = namespace.unwrap_or("");
+    if rt.namespaced && namespace.is_empty() {
+        return error_response(
+            405,
+            "the server does not allow this method on the requested resource",
+            None,
+        );
+    }
+    match (&method, name) {
+        (&Method::DELETE, Some(name)) => {
+            return match store.get(rt, namespace, name) {
+                Some(obj) => {
+                    store.delete(rt.api_version, rt.kind, namespace, name);
+                    json_response(200, &obj)
+                }
+                None => error_response(404, &format!("{} \"{name}\" not found", rt.plural), None),
+            };
+        }
+        (&Method::POST, None) | (&Method::PUT, Some(_)) => {}
+        _ => {
+            return error_response(
+                405,
+                "the server does not allow this method on the requested resource",
+                None,
+            )
+        }
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return error_response(400, &format!("reading the body: {e}"), None),
+    };
+    let mut obj: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return error_response(400, "the body is not a JSON object", None),
+        Err(e) => return error_response(400, &format!("the body is not JSON: {e}"), None),
+    };
+    let Some(map) = obj.as_object_mut() else {
+        return error_response(400, "the body is not a JSON object", None);
+    };
+    for (field, want) in [("apiVersion", rt.api_version), ("kind", rt.kind)] {
+        match map.get(field).and_then(Value::as_str) {
+            None => {
+                map.insert(field.into(), json!(want));
+            }
+            Some(got) if got == want => {}
+            Some(got) => {
+                return error_response(
+                    400,
+                    &format!("{field} {got:?} does not match {want:?}"),
+                    None,
+                )
+            }
+        }
+    }
+    let meta = map.entry("metadata").or_insert_with(|| json!({}));
+    let Some(meta) = meta.as_object_mut() else {
+        return error_response(400, "metadata is not an object", None);
+    };
+    let obj_name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if obj_name.is_empty() {
+        return error_response(422, "metadata.name: Required value", None);
+    }
+    if let Some(name) = name {
+        if obj_name != name {
+            return error_response(400, "the name of the object does not match the URL", None);
+        }
+    }
+    if rt.namespaced {
+        match meta.get("namespace").and_then(Value::as_str) {
+            Some(ns) if ns != namespace => {
+                return error_response(
+                    400,
+                    "the namespace of the object does not match the URL",
+                    None,
+                )
+            }
+            _ => {
+                meta.insert("namespace".into(), json!(namespace));
+            }
+        }
+    }
+    let exists = store.get(rt, namespace, &obj_name).is_some();
+    match (&method, exists) {
+        (&Method::POST, true) => error_response(
+            409,
+            &format!("{} \"{obj_name}\" already exists", rt.plural),
+            Some(json!({"name": obj_name, "kind": rt.plural})),
+        ),
+        (&Method::PUT, false) => error_response(
+            404,
+            &format!("{} \"{obj_name}\" not found", rt.plural),
+            None,
+        ),
+        (&Method::POST, false) => json_response(201, &store.apply(obj)),
+        _ => json_response(200, &store.apply(obj)),
     }
 }
 

@@ -1,10 +1,16 @@
 //! A Kubernetes test API server for kube2sky's tests: serves `services`, `endpoints`, `pods`,
 //! `namespaces` (core v1) and `endpointslices` (`discovery.k8s.io/v1`) over plain HTTP on
 //! 127.0.0.1 with list (paging, selectors), get and watch (resume from a resourceVersion,
-//! bookmarks, 410 Expired), plus the discovery documents `kubectl` needs. Tests drive it with
-//! [`TestApiServer::apply`] / [`TestApiServer::delete`] and fault injection
-//! ([`TestApiServer::expire_watches`], [`TestApiServer::drop_watches`],
-//! [`TestApiServer::reset_history`]).
+//! bookmarks, 410 Expired), create/replace/delete (POST, PUT, DELETE with a JSON body), plus the
+//! discovery documents `kubectl` needs. Tests drive it with [`TestApiServer::apply`] /
+//! [`TestApiServer::delete`] and fault injection ([`TestApiServer::expire_watches`],
+//! [`TestApiServer::drop_watches`], [`TestApiServer::reset_history`]).
+//!
+//! [`TestApiServer::start_with`] serves HTTPS instead ([`ServerTls`]) and enforces
+//! authentication as the real server does: every request but `/healthz`, `/livez` and
+//! `/readyz` needs a client certificate signed by the client CA or a bearer token in
+//! [`Options::tokens`] ([`TestApiServer::set_tokens`] rotates them), else 401 Unauthorized.
+//! A client certificate that does not verify (wrong CA, expired) fails the TLS handshake.
 //!
 //! Behaviour worth knowing:
 //! * A watch from resourceVersion "0" or without one starts with synthetic ADDED events for the
@@ -18,13 +24,16 @@
 //! * Watches that allowed bookmarks get one every 5 seconds as well as on
 //!   [`TestApiServer::bookmark`].
 
+mod auth;
 mod http;
+pub mod kubeconfig;
 mod resources;
 mod selector;
 mod store;
 mod util;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,11 +41,29 @@ use anyhow::Context;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use auth::Auth;
+pub use auth::{Identity, ServerTls};
 use store::Store;
+
+/// How [`TestApiServer::start_with`] serves.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Address to bind; 127.0.0.1 on a free port when `None`.
+    pub addr: Option<SocketAddr>,
+    /// HTTPS (and client certificates) instead of plain HTTP.
+    pub tls: Option<ServerTls>,
+    /// Bearer tokens accepted. With tokens or a client CA, unauthenticated requests get 401.
+    pub tokens: Vec<String>,
+}
+
+/// Longest a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often watches that allowed bookmarks get one without being asked.
 const AUTO_BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
@@ -45,7 +72,9 @@ const AUTO_BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
 /// without waiting).
 pub struct TestApiServer {
     store: Arc<Store>,
+    auth: Arc<Auth>,
     port: u16,
+    https: bool,
     cancel: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -57,7 +86,19 @@ impl TestApiServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("bind 127.0.0.1:0 for the test API server")?;
-        Self::serve(listener, 1)
+        Self::serve(listener, 1, &Options::default())
+    }
+
+    /// Serve as `options` say: on its address, over HTTPS with [`ServerTls`], demanding
+    /// credentials when a client CA or tokens are given.
+    pub async fn start_with(options: Options) -> anyhow::Result<TestApiServer> {
+        let addr = options
+            .addr
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind {addr} for the test API server"))?;
+        Self::serve(listener, 1, &options)
     }
 
     /// Serve on `port` of 127.0.0.1 (retrying for up to 5 s while the port is still taken, e.g.
@@ -81,28 +122,73 @@ impl TestApiServer {
                 }
             }
         };
-        Self::serve(listener, store::high_water().max(1).saturating_add(1))
+        Self::serve(
+            listener,
+            store::high_water().max(1).saturating_add(1),
+            &Options::default(),
+        )
     }
 
-    fn serve(listener: TcpListener, initial_rv: u64) -> anyhow::Result<TestApiServer> {
+    fn serve(
+        listener: TcpListener,
+        initial_rv: u64,
+        options: &Options,
+    ) -> anyhow::Result<TestApiServer> {
         let port = listener
             .local_addr()
             .context("test API server address")?
             .port();
+        let tls = match &options.tls {
+            Some(tls) => Some(TlsAcceptor::from(auth::server_config(tls)?)),
+            None => None,
+        };
+        let required = options.tls.as_ref().is_some_and(|t| t.client_ca.is_some())
+            || !options.tokens.is_empty();
+        let auth = Arc::new(Auth::new(required, options.tokens.clone()));
         let store = Arc::new(Store::new(initial_rv));
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(accept_loop(listener, store.clone(), port, cancel.clone()));
+        let https = tls.is_some();
+        let task = tokio::spawn(accept_loop(
+            listener,
+            Shared {
+                store: store.clone(),
+                auth: auth.clone(),
+                port,
+            },
+            tls,
+            cancel.clone(),
+        ));
         Ok(TestApiServer {
             store,
+            auth,
             port,
+            https,
             cancel,
             task: Some(task),
         })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` when serving TLS.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// Replace the accepted bearer tokens (rotation: give old and new, later only the new).
+    pub fn set_tokens(&self, tokens: &[&str]) {
+        self.auth
+            .set_tokens(tokens.iter().map(|t| t.to_string()).collect());
+    }
+
+    /// Every request served, as `"<identity> METHOD target"` with identity `anonymous`,
+    /// `x509` or `token:<token>` (see [`Identity`]).
+    pub fn authenticated_requests(&self) -> Vec<String> {
+        self.auth.served()
+    }
+
+    /// Requests refused with 401 Unauthorized, as `"METHOD target"`.
+    pub fn unauthorized_requests(&self) -> Vec<String> {
+        self.auth.refused()
     }
 
     pub fn port(&self) -> u16 {
@@ -179,10 +265,18 @@ impl Drop for TestApiServer {
     }
 }
 
+/// What every connection task needs.
+#[derive(Clone)]
+struct Shared {
+    store: Arc<Store>,
+    auth: Arc<Auth>,
+    port: u16,
+}
+
 async fn accept_loop(
     listener: TcpListener,
-    store: Arc<Store>,
-    port: u16,
+    shared: Shared,
+    tls: Option<TlsAcceptor>,
     cancel: CancellationToken,
 ) {
     let mut connections = JoinSet::new();
@@ -194,20 +288,32 @@ async fn accept_loop(
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = bookmarks.tick() => store.bookmark(),
+            _ = bookmarks.tick() => shared.store.bookmark(),
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let store = store.clone();
+                    let shared = shared.clone();
+                    let tls = tls.clone();
                     connections.spawn(async move {
-                        let service = service_fn(move |req| {
-                            let store = store.clone();
-                            async move { Ok::<_, Infallible>(http::handle(store, port, req).await) }
-                        });
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
+                        let Some(tls) = tls else {
+                            serve_connection(stream, false, shared).await;
+                            return;
+                        };
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                let client_cert = stream
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .is_some_and(|c| !c.is_empty());
+                                serve_connection(stream, client_cert, shared).await;
+                            }
+                            Ok(Err(e)) => {
+                                tracing::info!("test API server: TLS handshake with {peer}: {e}");
+                            }
+                            Err(_) => tracing::info!("test API server: TLS handshake with {peer} timed out"),
+                        }
                     });
                 }
                 Err(e) => {
@@ -218,6 +324,40 @@ async fn accept_loop(
         }
     }
     drop(listener);
-    store.drop_watches();
+    shared.store.drop_watches();
     connections.shutdown().await;
+}
+
+/// Serve HTTP/1.1 on one connection; `client_cert`: it presented a verified certificate.
+async fn serve_connection<I>(io: I, client_cert: bool, shared: Shared)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let shared = shared.clone();
+        async move {
+            let line = format!(
+                "{} {}",
+                req.method(),
+                req.uri()
+                    .path_and_query()
+                    .map_or_else(|| req.uri().path(), |p| p.as_str())
+            );
+            let authorization = req
+                .headers()
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            let identity = shared
+                .auth
+                .authenticate(client_cert, authorization, req.uri().path());
+            shared.auth.record(identity.as_ref(), &line);
+            if identity.is_none() {
+                return Ok::<_, Infallible>(http::unauthorized());
+            }
+            Ok::<_, Infallible>(http::handle(shared.store, shared.port, req).await)
+        }
+    });
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .await;
 }
