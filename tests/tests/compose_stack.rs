@@ -22,7 +22,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use test_support::tls::{KeyKind, TestCa};
@@ -547,7 +547,7 @@ impl Stack {
     }
 
     fn container(&self, service: &str) -> String {
-        let id = self.must(&["ps", "-q", service], Duration::from_secs(30));
+        let id = self.must(&["ps", "-a", "-q", service], Duration::from_secs(30));
         let id = id.trim().to_string();
         assert!(!id.is_empty(), "no container for {service}");
         id

@@ -5,7 +5,9 @@
 //!
 //! From the parsed flags each program's listeners are derived (port, protocol, bind address and
 //! the HTTP paths it serves), and the files must agree with them: declared containerPorts and
-//! published ports are bound (not on loopback), probes and healthchecks hit a served path,
+//! published ports are bound (not on loopback), ports are published on 127.0.0.1 only, no
+//! container binds below 1024 or adds a capability, our compose services have a read-only root,
+//! no capabilities and no-new-privileges, probes and healthchecks hit a served path,
 //! Services reach a declared port, every URL a program is given (etcd, DNS, readiness) leads to
 //! a program listening there, and the ClusterRole grants exactly get/list/watch on what
 //! kube2sky watches. Negative tests at the end prove each rule fires.
@@ -451,10 +453,19 @@ fn published_ports(svc: &Value) -> Result<Vec<(u16, Proto)>, String> {
             Some((ports, proto)) => (ports, Proto::parse(Some(proto))?),
             None => (p.as_str(), Proto::Tcp),
         };
-        let container = ports.rsplit(':').next().unwrap_or_default();
+        let parts: Vec<&str> = ports.split(':').collect();
+        let container = parts.last().copied().unwrap_or_default();
         let port = container
             .parse()
             .map_err(|_| format!("port mapping {p:?}: bad container port"))?;
+        // host_ip:host_port:container_port, the host address loopback: a resolver that
+        // forwards, the API server and healthz are not for the network.
+        match parts.as_slice() {
+            [ip, _, _] if ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) => {}
+            _ => return Err(format!(
+                "port mapping {p:?} is published on all interfaces: write 127.0.0.1:HOST:CONTAINER"
+            )),
+        }
         out.push((port, proto));
     }
     Ok(out)
@@ -534,12 +545,36 @@ fn check_compose(text: &str, dockerfile: &str) -> Vec<String> {
         let ours = image.contains(OUR_IMAGE_MARK) || get(svc, "build").is_some();
         let is_etcd = image.contains("etcd");
         if !(ours || is_etcd) {
+            // Other services (the API server): only where their ports are published.
+            if let Err(e) = published_ports(svc) {
+                errors.push(format!("{ctx}: {e}"));
+            }
             continue;
         }
         let mut argv = get(svc, "entrypoint").map(str_list).unwrap_or_default();
         argv.extend(get(svc, "command").map(str_list).unwrap_or_default());
         if ours && !matches!(get(svc, "command"), Some(Value::Sequence(_))) {
             errors.push(format!("{ctx}: command must be a list naming the program"));
+        }
+        if ours {
+            if get(svc, "read_only").and_then(Value::as_bool) != Some(true) {
+                errors.push(format!(
+                    "{ctx}: read_only: true missing (read-only root filesystem)"
+                ));
+            }
+            if get(svc, "cap_drop").map(str_list).unwrap_or_default() != ["ALL"] {
+                errors.push(format!("{ctx}: cap_drop: [ALL] missing"));
+            }
+            if !get(svc, "security_opt")
+                .map(str_list)
+                .unwrap_or_default()
+                .iter()
+                .any(|o| o == "no-new-privileges:true")
+            {
+                errors.push(format!(
+                    "{ctx}: security_opt no-new-privileges:true missing"
+                ));
+            }
         }
         if ours && get(svc, "environment").is_some() {
             errors.push(format!(
@@ -595,6 +630,14 @@ fn check_compose(text: &str, dockerfile: &str) -> Vec<String> {
             if test.iter().any(|t| t == "curl") && !dockerfile.contains("curl") {
                 errors.push(format!(
                     "{ctx}: healthcheck uses curl, which the Dockerfile does not install"
+                ));
+            }
+            if ours
+                && test.iter().any(|t| t == "http-ok")
+                && !dockerfile.contains("COPY docker/http-ok /usr/local/bin/http-ok")
+            {
+                errors.push(format!(
+                    "{ctx}: healthcheck uses http-ok, which the Dockerfile does not install"
                 ));
             }
             let urls: Vec<&str> = test
@@ -785,20 +828,38 @@ fn dockerfile_builds_the_three_binaries_non_root() {
     let d = read("Dockerfile");
     let mut errors = Vec::new();
     for want in [
-        "FROM rust:1-bookworm AS builder",
+        "ARG BINARIES=build",
+        "FROM rust:1-bookworm AS build",
         "protobuf-compiler",
         "libprotobuf-dev",
         "cargo build --release",
         "--bin skydns --bin kube2sky --bin healthz",
-        "FROM debian:bookworm-slim",
-        "--uid 10001",
+        "FROM debian:bookworm-slim AS prebuilt",
+        "FROM ${BINARIES} AS binaries",
+        "COPY --from=binaries /out/skydns /out/kube2sky /out/healthz /usr/local/bin/",
+        "COPY docker/http-ok /usr/local/bin/http-ok",
         "USER 10001:10001",
-        "setcap cap_net_bind_service=+ep /usr/local/bin/skydns",
-        "/usr/local/bin/",
+        "EXPOSE 10053/udp 10053/tcp",
     ] {
         if !d.contains(want) {
             errors.push(format!("Dockerfile: missing {want:?}"));
         }
+    }
+    // Offline builds: no frontend image fetched from a registry, nothing only BuildKit knows,
+    // no second copy of a binary, no package manager in the runtime stage.
+    let lines: Vec<&str> = d.lines().map(str::trim).collect();
+    if lines.iter().any(|l| l.starts_with("# syntax=")) {
+        errors.push("Dockerfile: a `# syntax=` line makes BuildKit fetch a frontend image".into());
+    }
+    if d.contains("--mount=") {
+        errors.push("Dockerfile: RUN --mount is rejected by the classic builder".into());
+    }
+    if d.contains("setcap") {
+        errors.push("Dockerfile: setcap copies the binary into a second layer".into());
+    }
+    let runtime = d.rsplit("\nFROM ").next().unwrap_or_default();
+    if runtime.lines().any(|l| l.trim_start().starts_with("RUN ")) {
+        errors.push("Dockerfile: the runtime stage runs commands (apt needs a mirror)".into());
     }
     let ignore = read(".dockerignore");
     if !ignore
@@ -806,6 +867,9 @@ fn dockerfile_builds_the_three_binaries_non_root() {
         .any(|l| l.trim() == "target/" || l.trim() == "target")
     {
         errors.push(".dockerignore: target/ is not excluded".into());
+    }
+    if !ignore.lines().any(|l| l.trim() == "!target/docker-bin/") {
+        errors.push(".dockerignore: target/docker-bin/ (BINARIES=prebuilt) is not let in".into());
     }
     assert_clean("Dockerfile", &errors);
 }
@@ -1117,16 +1181,17 @@ fn check_pod(w: &Workload<'_>, all_objects: &[(String, Object)], errors: &mut Ve
         if !drop.iter().any(|d| d.eq_ignore_ascii_case("ALL")) {
             errors.push(format!("{ctx}: capabilities.drop should be [ALL]"));
         }
-        let low_port = program.listens.iter().any(|l| l.port < 1024);
-        let want_add: Vec<String> = if low_port {
-            vec!["NET_BIND_SERVICE".into()]
-        } else {
-            vec![]
-        };
-        if add != want_add {
+        // Below 1024 a non-root process needs NET_BIND_SERVICE in its effective set, which
+        // runtimes that give only the bounding set (allowPrivilegeEscalation: false, no file
+        // capability) never grant: listen high and let the Service map the port.
+        for l in program.listens.iter().filter(|l| l.port < 1024) {
             errors.push(format!(
-                "{ctx}: capabilities.add is {add:?}, want {want_add:?}"
+                "{ctx}: {} binds port {} (below 1024 needs NET_BIND_SERVICE, which not every runtime grants a non-root process): listen above 1023 and map it in the Service",
+                l.what, l.port
             ));
+        }
+        if !add.is_empty() {
+            errors.push(format!("{ctx}: capabilities.add is {add:?}, want none"));
         }
 
         for (what, path) in &program.needs_mounted {
@@ -1564,8 +1629,10 @@ fn check_kube_dns(objects: &[(String, Object)], errors: &mut Vec<String>) {
         if let Object::Service(s) = obj {
             if meta.name.as_deref() == Some("kube-dns") {
                 let spec = s.spec.as_ref();
-                if spec.and_then(|s| s.cluster_ip.as_deref()) != Some("10.96.0.10") {
-                    errors.push(format!("{ctx}: clusterIP should be 10.96.0.10"));
+                if spec.and_then(|s| s.cluster_ip.as_deref()) != Some("10.43.0.10") {
+                    errors.push(format!(
+                        "{ctx}: clusterIP should be 10.43.0.10 (k3s's cluster DNS address)"
+                    ));
                 }
                 let ports: BTreeSet<(String, i32, String)> = spec
                     .and_then(|s| s.ports.clone())
@@ -1797,14 +1864,14 @@ fn manifest_checks_catch_mistakes() {
     let cases: &[(&str, &str, &str, &str)] = &[
         (
             "manifests/deployment.yaml",
-            "--addr=0.0.0.0:53",
-            "--adr=0.0.0.0:53",
+            "--addr=0.0.0.0:10053",
+            "--adr=0.0.0.0:10053",
             "skydns rejects its flags",
         ),
         (
             "manifests/deployment.yaml",
-            "--addr=0.0.0.0:53",
-            "--addr=127.0.0.1:53",
+            "--addr=0.0.0.0:10053",
+            "--addr=127.0.0.1:10053",
             "binds it on 127.0.0.1",
         ),
         (
@@ -1833,7 +1900,7 @@ fn manifest_checks_catch_mistakes() {
         ),
         (
             "manifests/deployment.yaml",
-            "--dns-addr=127.0.0.1:53",
+            "--dns-addr=127.0.0.1:10053",
             "--dns-addr=127.0.0.1:5353",
             "no Skydns container in the pod listens",
         ),
@@ -1851,8 +1918,14 @@ fn manifest_checks_catch_mistakes() {
         ),
         (
             "manifests/deployment.yaml",
-            "add: [\"NET_BIND_SERVICE\"]",
-            "add: []",
+            "- --addr=0.0.0.0:10053",
+            "- --addr=0.0.0.0:53",
+            "below 1024 needs NET_BIND_SERVICE",
+        ),
+        (
+            "manifests/deployment.yaml",
+            "              drop: [\"ALL\"]\n\n        - name: healthz",
+            "              drop: [\"ALL\"]\n              add: [\"NET_BIND_SERVICE\"]\n\n        - name: healthz",
             "capabilities.add",
         ),
         (
@@ -1927,13 +2000,13 @@ fn compose_checks_catch_mistakes() {
     let dockerfile = read("Dockerfile");
     let cases: &[(&str, &str, &str)] = &[
         (
-            "- --addr=0.0.0.0:53",
-            "- --addr=127.0.0.1:53",
+            "- --addr=0.0.0.0:10053",
+            "- --addr=127.0.0.1:10053",
             "binds it on 127.0.0.1",
         ),
         (
-            "- --addr=0.0.0.0:53",
-            "- --address=0.0.0.0:53",
+            "- --addr=0.0.0.0:10053",
+            "- --address=0.0.0.0:10053",
             "skydns rejects its flags",
         ),
         (
@@ -1942,7 +2015,7 @@ fn compose_checks_catch_mistakes() {
             "does not serve /ready",
         ),
         (
-            "--dns-addr=skydns:53",
+            "--dns-addr=skydns:10053",
             "--dns-addr=skydns:54",
             "does not listen on 54",
         ),
@@ -1962,7 +2035,23 @@ fn compose_checks_catch_mistakes() {
             "no service writes",
         ),
         ("--tls-san=k3s", "--tls-san=k8s", "needs --tls-san=k3s"),
-        ("\"1053:53/udp\"", "\"1053:5353/udp\"", "nothing binds"),
+        (
+            "\"127.0.0.1:1053:10053/udp\"",
+            "\"127.0.0.1:1053:5353/udp\"",
+            "nothing binds",
+        ),
+        (
+            "\"127.0.0.1:8080:8080\"",
+            "\"8080:8080\"",
+            "published on all interfaces",
+        ),
+        (
+            "\"127.0.0.1:6443:6443\"",
+            "\"0.0.0.0:6443:6443\"",
+            "published on all interfaces",
+        ),
+        ("    read_only: true\n", "", "read_only: true missing"),
+        ("    cap_drop: [ALL]\n", "", "cap_drop: [ALL] missing"),
     ];
     for (from, to, want) in cases {
         let errors = check_compose(&mutated(file, from, to), &dockerfile);
