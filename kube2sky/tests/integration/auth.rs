@@ -271,7 +271,7 @@ async fn refused(k: &Proc, etcd: &EtcdProcess, api: &TestApiServer, reasons: &[&
         503,
         "readiness answers 503 while unready"
     );
-    assert_eq!(value(&etcd, KEY).await, None, "nothing written");
+    assert_eq!(value(etcd, KEY).await, None, "nothing written");
     assert!(
         resource_requests(api).is_empty(),
         "no request served: {:?}",
