@@ -371,14 +371,26 @@ async fn endpointslices_namespaces_and_single_gets() {
     assert_eq!((status, unknown["kind"].as_str()), (404, Some("Status")));
     let (status, denied) = request_json(
         server.port(),
-        "POST",
-        "/api/v1/namespaces/default/services",
+        "PATCH",
+        "/api/v1/namespaces/default/services/kubernetes",
         None,
     )
     .await;
     assert_eq!(
         (status, denied["reason"].as_str()),
         (405, Some("MethodNotAllowed"))
+    );
+    // POST (create) is served, but needs a body (tests/apiserver_https.rs covers writes).
+    let (status, empty) = request_json(
+        server.port(),
+        "POST",
+        "/api/v1/namespaces/default/services",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, empty["reason"].as_str()),
+        (400, Some("BadRequest"))
     );
 
     // Discovery documents.

@@ -173,10 +173,13 @@ pub(crate) fn human_age(created: Option<&str>) -> String {
 pub(crate) fn reason_for(code: u16) -> &'static str {
     match code {
         400 => "BadRequest",
+        401 => "Unauthorized",
         404 => "NotFound",
         405 => "MethodNotAllowed",
         406 => "NotAcceptable",
+        409 => "AlreadyExists",
         410 => "Expired",
+        422 => "Invalid",
         _ => "InternalError",
     }
 }
