@@ -34,30 +34,71 @@ pub fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Connect to etcd, retrying with capped exponential backoff until it answers (with
-/// credentials, connecting authenticates) or `stop`; `None` on stop.
-pub async fn connect(
-    endpoints: &[String],
+/// The writer's etcd connection, pinned to one endpoint at a time. A balanced channel over
+/// every endpoint keeps sending a share of the requests to a member that holds its connections
+/// but answers nothing (stopped, partitioned), so each of them would wait out the timeout;
+/// pinned, the writer moves to the next endpoint after one failure and stays there.
+pub struct Connection {
+    endpoints: Vec<String>,
     opts: ConnectOptions,
-    metrics: &Metrics,
-    stop: &CancellationToken,
-) -> Option<Client> {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    loop {
-        let attempt = tokio::select! {
-            _ = stop.cancelled() => return None,
-            r = Client::connect(endpoints, Some(opts.clone())) => r,
-        };
-        match attempt {
-            Ok(client) => return Some(client),
-            Err(err) => {
-                let err = Error::from(err);
-                metrics.etcd_error(err.label());
-                tracing::warn!(error = %err, "cannot connect to etcd; retrying");
-                if sleep_or_stop(backoff.next(), stop).await {
-                    return None;
+    index: usize,
+    kv: KvClient,
+}
+
+impl Connection {
+    /// Connect, trying the endpoints in turn with capped exponential backoff until one answers
+    /// (with credentials, connecting authenticates) or `stop`; `None` on stop.
+    pub async fn open(
+        endpoints: &[String],
+        opts: ConnectOptions,
+        metrics: &Metrics,
+        stop: &CancellationToken,
+    ) -> Option<Connection> {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut index = 0;
+        loop {
+            let endpoint = endpoints.get(index % endpoints.len().max(1))?;
+            let attempt = tokio::select! {
+                _ = stop.cancelled() => return None,
+                r = Client::connect([endpoint.as_str()], Some(opts.clone())) => r,
+            };
+            match attempt {
+                Ok(client) => {
+                    return Some(Connection {
+                        endpoints: endpoints.to_vec(),
+                        opts,
+                        index: index % endpoints.len(),
+                        kv: client.kv_client(),
+                    })
+                }
+                Err(err) => {
+                    let err = Error::from(err);
+                    metrics.etcd_error(err.label());
+                    tracing::warn!(error = %err, %endpoint, "cannot connect to etcd; retrying");
+                    index += 1;
+                    if sleep_or_stop(backoff.next(), stop).await {
+                        return None;
+                    }
                 }
             }
+        }
+    }
+
+    /// After a failed request: move to the next endpoint (no-op with one endpoint). If it
+    /// cannot be connected now, the current client stays and the next failure moves on again.
+    async fn fail_over(&mut self, timeout: Duration) {
+        if self.endpoints.len() < 2 {
+            return;
+        }
+        self.index = (self.index + 1) % self.endpoints.len();
+        let endpoint = &self.endpoints[self.index];
+        let connect = Client::connect([endpoint.as_str()], Some(self.opts.clone()));
+        match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(client)) => {
+                tracing::info!(%endpoint, "etcd writer moved to the next endpoint");
+                self.kv = client.kv_client();
+            }
+            _ => tracing::warn!(%endpoint, "cannot connect to the next etcd endpoint yet"),
         }
     }
 }
@@ -75,7 +116,7 @@ pub struct WriterConfig {
 
 /// The etcd writer task.
 pub struct Writer {
-    kv: KvClient,
+    conn: Connection,
     state: Arc<Mutex<State>>,
     work: Arc<Notify>,
     leadership: Leadership,
@@ -90,7 +131,7 @@ pub struct Writer {
 
 impl Writer {
     pub fn new(
-        kv: KvClient,
+        conn: Connection,
         state: Arc<Mutex<State>>,
         work: Arc<Notify>,
         leadership: Leadership,
@@ -99,7 +140,7 @@ impl Writer {
         cfg: WriterConfig,
     ) -> Self {
         Writer {
-            kv,
+            conn,
             state,
             work,
             leadership,
@@ -156,7 +197,7 @@ impl Writer {
                         tracing::info!(queued, "reconciled etcd with the desired records");
                     }
                     Err(err) => {
-                        self.failed(&err, "reconcile");
+                        self.failed(&err, "reconcile").await;
                         if sleep_or_stop(backoff.next(), &stop).await {
                             return;
                         }
@@ -194,7 +235,7 @@ impl Writer {
                     continue;
                 }
                 Err(err) => {
-                    self.failed(&err, "write");
+                    self.failed(&err, "write").await;
                     need_reconcile = true;
                     if sleep_or_stop(backoff.next(), &stop).await {
                         return;
@@ -229,7 +270,7 @@ impl Writer {
                         need_reconcile = true;
                     }
                     Err(err) => {
-                        self.failed(&err, "probe");
+                        self.failed(&err, "probe").await;
                         need_reconcile = true;
                     }
                 },
@@ -237,9 +278,10 @@ impl Writer {
         }
     }
 
-    fn failed(&self, err: &Error, what: &str) {
+    async fn failed(&mut self, err: &Error, what: &str) {
         self.metrics.etcd_error(err.label());
         tracing::warn!(error = %err, "etcd {what} failed; keeping the pending changes and retrying");
+        self.conn.fail_over(self.cfg.request_timeout).await;
     }
 
     fn saw_revision(&mut self, header: Option<&etcd_client::ResponseHeader>) -> bool {
@@ -320,7 +362,8 @@ impl Writer {
             if !reads.is_empty() {
                 txn = txn.or_else(reads);
             }
-            let result = tokio::time::timeout(self.cfg.request_timeout, self.kv.txn(txn)).await;
+            let result =
+                tokio::time::timeout(self.cfg.request_timeout, self.conn.kv.txn(txn)).await;
             match result {
                 Ok(Ok(resp)) if resp.succeeded() => {
                     self.saw_revision(resp.header());
@@ -411,7 +454,7 @@ impl Writer {
                     .with_limit(PAGE);
                 let resp = tokio::time::timeout(
                     self.cfg.request_timeout,
-                    self.kv.get(lo.as_str(), Some(opts)),
+                    self.conn.kv.get(lo.as_str(), Some(opts)),
                 )
                 .await
                 .map_err(|_| Error::EtcdTimeout)??;
@@ -452,9 +495,12 @@ impl Writer {
             let want = s.desired(&key).map(str::to_string);
             (key, want)
         };
-        let resp = tokio::time::timeout(self.cfg.request_timeout, self.kv.get(key.as_str(), None))
-            .await
-            .map_err(|_| Error::EtcdTimeout)??;
+        let resp = tokio::time::timeout(
+            self.cfg.request_timeout,
+            self.conn.kv.get(key.as_str(), None),
+        )
+        .await
+        .map_err(|_| Error::EtcdTimeout)??;
         let monotonic = self.saw_revision(resp.header());
         let have = resp.kvs().first().map(|kv| kv.value().to_vec());
         Ok(monotonic && have == want.map(String::into_bytes))

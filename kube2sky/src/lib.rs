@@ -132,17 +132,11 @@ pub async fn run(
     tasks.spawn(async move {
         // With credentials the client authenticates while connecting, so connecting can fail
         // while etcd is down: retried with backoff like every other etcd request.
-        let Some(etcd) = etcd::connect(&endpoints, etcd_opts, &metrics, &s).await else {
+        let Some(conn) = etcd::Connection::open(&endpoints, etcd_opts, &metrics, &s).await else {
             return Ok(());
         };
         let writer = etcd::Writer::new(
-            etcd.kv_client(),
-            state,
-            work,
-            leadership,
-            metrics,
-            readiness,
-            writer_cfg,
+            conn, state, work, leadership, metrics, readiness, writer_cfg,
         );
         writer.run(s).await;
         Ok(())
