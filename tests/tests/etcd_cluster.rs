@@ -655,3 +655,81 @@ async fn kube2sky_leader_cut_off_is_fenced_and_the_other_replica_takes_over() {
     replica_b.stop().await;
     drop(proxy);
 }
+
+/// Two `--leader-elect` replicas, both given every endpoint; the etcd leader is SIGSTOPped.
+/// The election (lease keep-alives, campaigns) and the writes go on through the two others:
+/// changes made meanwhile are written within a few seconds, and exactly one replica leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_elect_replicas_write_through_a_paused_etcd_member() {
+    let began = Instant::now();
+    test_support::init_test_tracing();
+    let etcd = EtcdCluster::start(3).await.expect("etcd cluster");
+    let api = TestApiServer::start().await.expect("api server");
+    let mut model = BTreeMap::new();
+    for i in 0..5u32 {
+        let (name, ip) = (format!("s{i}"), format!("10.96.40.{}", i + 1));
+        api.apply(service_cluster_ip("default", &name, &[&ip], &[]));
+        model.insert(name, ip);
+    }
+    let mut replicas = Vec::new();
+    for id in ["a", "b"] {
+        let flag = format!("--leader-elect-id={id}");
+        replicas.push(
+            start_kube2sky(
+                &etcd.endpoint_list(),
+                &api.url(),
+                &[
+                    "--leader-elect",
+                    "--leader-elect-ttl=2s",
+                    &flag,
+                    "--etcd-mutation-timeout=2s",
+                ],
+            )
+            .await,
+        );
+    }
+    let _cancel = CancelOnDrop(replicas.iter().map(|r| r.shutdown.clone()).collect());
+    let c = etcd.client().await.expect("client");
+    expect_exactly(&c, &expected(&model, 30), 15).await;
+
+    let paused = etcd.wait_leader().await.expect("leader");
+    etcd.pause(paused).expect("SIGSTOP");
+    let paused_at = Instant::now();
+    for round in 0..3u32 {
+        for i in 0..5u32 {
+            let (name, ip) = (format!("s{i}"), format!("10.96.4{}.{}", round + 1, i + 1));
+            api.apply(service_cluster_ip("default", &name, &[&ip], &[]));
+            model.insert(name, ip);
+        }
+        let want = expected(&model, 30);
+        let others: Vec<usize> = (0..3).filter(|&i| i != paused).collect();
+        for &i in &others {
+            test_support::eventually(
+                Duration::from_secs(10),
+                "written through the running members",
+                || {
+                    let (etcd, want) = (&etcd, &want);
+                    async move {
+                        (etcd.local_dump(i, "/skydns/").await.ok()? == *want).then_some(())
+                    }
+                },
+            )
+            .await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let written = paused_at.elapsed();
+    etcd.resume(paused).expect("SIGCONT");
+    let mut leaders = 0.0;
+    for r in &replicas {
+        leaders += metric(r.http, "kube2sky_leader").await;
+    }
+    assert_eq!(leaders, 1.0, "exactly one replica leads");
+    eprintln!(
+        "leader-elect with a paused etcd member: 3 rounds of changes written in {written:?}; test {:?}",
+        began.elapsed()
+    );
+    for r in replicas {
+        r.stop().await;
+    }
+}
