@@ -491,3 +491,109 @@ fn owned_ranges_cover_exactly_the_owned_trees() {
     assert!(!inside("/skydns/local/cluster/svc"));
     assert!(!inside("/skydns/com/example/x"));
 }
+
+#[test]
+fn reverse_writes_are_guarded_by_the_revision_last_seen() {
+    let mut s = state();
+    s.apply(cluster_ip("a", "10.0.0.1", vec![]));
+    let ptr = "/skydns/arpa/in-addr/10/0/0/1";
+    // Never seen: expected absent. Forward keys are not guarded.
+    assert_eq!(s.guard(ptr), Some(0));
+    assert_eq!(s.guard(&format!("{P}/a")), None);
+    let batch = s.take_batch(128, MAX_OP_BYTES);
+    s.committed(&batch, 42);
+    assert_eq!(s.guard(ptr), Some(42));
+    // A later delete compares 42; a committed delete forgets it.
+    s.apply(SlimEvent::Delete(
+        Kind::Service,
+        ObjRef::new("default", "a"),
+    ));
+    let batch = flat(drain(&mut s, 128));
+    assert!(batch.contains(&Op::Delete { key: ptr.into() }));
+    s.committed(&batch, 43);
+    assert_eq!(s.guard(ptr), Some(0));
+}
+
+#[test]
+fn a_failed_comparison_decides_again_and_never_touches_a_foreign_value() {
+    let mut s = state();
+    s.apply(cluster_ip("a", "10.0.0.1", vec![]));
+    s.apply(cluster_ip("b", "10.0.0.2", vec![]));
+    drain(&mut s, 128);
+    s.apply(cluster_ip("a", "10.0.0.3", vec![]));
+    s.apply(cluster_ip("b", "10.0.0.4", vec![]));
+    let batch = flat(drain(&mut s, 128));
+    let (p1, p3) = (
+        "/skydns/arpa/in-addr/10/0/0/1",
+        "/skydns/arpa/in-addr/10/0/0/3",
+    );
+    assert!(batch.iter().any(|o| o.key() == p1));
+    // At read time: .1 was taken by a foreign writer, .3 holds our value at revision 9, .4 is
+    // absent, .2 holds a stale value of ours.
+    let current = vec![
+        (
+            p1.to_string(),
+            Some((br#"{"host":"x.example.com."}"#.to_vec(), 8)),
+        ),
+        (
+            p3.to_string(),
+            Some((br#"{"host":"c.default.svc.cluster.local."}"#.to_vec(), 9)),
+        ),
+        ("/skydns/arpa/in-addr/10/0/0/4".to_string(), None),
+        (
+            "/skydns/arpa/in-addr/10/0/0/2".to_string(),
+            Some((br#"{"host":"b.default.svc.cluster.local."}"#.to_vec(), 7)),
+        ),
+    ];
+    assert_eq!(s.conflicted(batch, &current), 1);
+    let again = flat(drain(&mut s, 128));
+    assert!(
+        !again.iter().any(|o| o.key() == p1),
+        "foreign key left alone"
+    );
+    assert!(again.iter().any(|o| o.key() == p3));
+    assert_eq!(s.guard(p3), Some(9));
+    assert_eq!(s.guard("/skydns/arpa/in-addr/10/0/0/2"), Some(7));
+    assert!(again.contains(&Op::Delete {
+        key: "/skydns/arpa/in-addr/10/0/0/2".into()
+    }));
+}
+
+#[test]
+fn a_value_too_large_deletes_the_key_until_it_fits_again() {
+    let mut s = state();
+    let eps: Vec<(String, Option<&str>)> = (0..200u32)
+        .map(|i| (format!("10.1.{}.{}", i / 200, i % 200 + 1), None))
+        .collect();
+    let refs: Vec<(&str, Option<&str>)> = eps.iter().map(|(a, h)| (a.as_str(), *h)).collect();
+    s.apply(service("big", ServiceKind::Headless, vec![]));
+    s.apply(slice("big-1", "big", &refs, vec![]));
+    let key = format!("{P}/big");
+    let size = key.len() + s.desired(&key).unwrap().len();
+    // etcd refused the value alone: the key is deleted, counted, and kept absent.
+    s.refused_as_too_large(&key, size);
+    assert_eq!(s.stats().too_large, 1);
+    assert_eq!(s.stats().too_large_total, 1);
+    let ops = flat(drain(&mut s, 128));
+    assert!(ops.contains(&Op::Delete { key: key.clone() }));
+    assert!(!ops
+        .iter()
+        .any(|o| matches!(o, Op::Put { key: k, .. } if *k == key)));
+    // A reconcile that finds it absent queues nothing for it; finding it present deletes it.
+    let mut etcd = s.desired_snapshot();
+    etcd.remove(&key);
+    reconcile_all(&mut s, &etcd);
+    assert!(!flat(drain(&mut s, 128)).iter().any(|o| o.key() == key));
+    etcd.insert(key.clone(), "stale".into());
+    reconcile_all(&mut s, &etcd);
+    assert_eq!(
+        flat(drain(&mut s, 128)),
+        vec![Op::Delete { key: key.clone() }]
+    );
+    // Smaller again: written.
+    s.apply(slice("big-1", "big", &refs[..2], vec![]));
+    assert_eq!(s.stats().too_large, 0);
+    assert!(flat(drain(&mut s, 128))
+        .iter()
+        .any(|o| matches!(o, Op::Put { key: k, .. } if *k == key)));
+}
