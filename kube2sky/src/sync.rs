@@ -146,11 +146,14 @@ pub struct State {
     too_large_total: u64,
     /// Largest key + value written in one operation (lowered when etcd refuses a request).
     max_op_bytes: usize,
+    /// `P/arpa/in-addr/` and `P/arpa/ip6/`.
+    reverse_prefixes: [String; 2],
 }
 
 impl State {
     /// `kinds` are the watched resources; the first sync waits for each one's initial list.
     pub fn new(zone: Zone, ttl: u32, kinds: &[Kind]) -> Self {
+        let reverse_prefixes = zone.reverse_prefixes();
         let mut state = State {
             zone,
             ttl,
@@ -170,6 +173,7 @@ impl State {
             too_large: HashSet::new(),
             too_large_total: 0,
             max_op_bytes: MAX_OP_BYTES,
+            reverse_prefixes,
         };
         for k in kinds {
             state.kinds[k.index()].enabled = true;
@@ -614,8 +618,7 @@ impl State {
     }
 
     fn is_reverse(&self, key: &str) -> bool {
-        self.zone
-            .reverse_prefixes()
+        self.reverse_prefixes
             .iter()
             .any(|p| key.starts_with(p.as_str()))
     }
