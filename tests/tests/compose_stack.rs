@@ -351,11 +351,22 @@ fn ensure_base_images() {
             .expect("temp dir");
         let root = dir.path().join("rootfs");
         let root_s = root.to_str().expect("utf-8 path");
-        must(
+        // One retry: a mirror hiccup should not fail the run.
+        let mut boot = run(
             "debootstrap",
             &["--variant=minbase", "bookworm", root_s, &mirror],
             Duration::from_secs(900),
         );
+        if !boot.ok {
+            say(&boot.describe("debootstrap (retrying once)"));
+            let _ = std::fs::remove_dir_all(&root);
+            boot = run(
+                "debootstrap",
+                &["--variant=minbase", "bookworm", root_s, &mirror],
+                Duration::from_secs(900),
+            );
+        }
+        assert!(boot.ok, "{}", boot.describe("debootstrap"));
         let tar = run_with(
             Command::new("tar").args([
                 "-C",
@@ -401,8 +412,9 @@ fn ensure_base_images() {
     }
 }
 
-/// `docker build` of a two-line image: the base plus `files` in /usr/local/bin.
-fn build_simple_image(tag: &str, files: &[PathBuf], cmd: &str) {
+/// `docker build` of a two-line image: the base plus `files` in /usr/local/bin (stripped when
+/// `strip`).
+fn build_simple_image(tag: &str, files: &[PathBuf], cmd: &str, strip: bool) {
     let ctx = tempfile::Builder::new()
         .prefix("kdr-image")
         .tempdir()
@@ -414,8 +426,22 @@ fn build_simple_image(tag: &str, files: &[PathBuf], cmd: &str) {
             .expect("file name")
             .to_string_lossy()
             .to_string();
-        std::fs::copy(f, ctx.path().join(&name))
-            .unwrap_or_else(|e| panic!("copy {}: {e}", f.display()));
+        // Stripped (the test API server's debug binary is mostly debug info); etcd's Go
+        // binaries are copied as they are.
+        let dst = ctx.path().join(&name);
+        if strip {
+            must(
+                "strip",
+                &[
+                    "-o",
+                    dst.to_str().expect("utf-8"),
+                    f.to_str().expect("utf-8"),
+                ],
+                Duration::from_secs(120),
+            );
+        } else {
+            std::fs::copy(f, &dst).unwrap_or_else(|e| panic!("copy {}: {e}", f.display()));
+        }
         names.push(name);
     }
     std::fs::write(
@@ -431,6 +457,8 @@ fn build_simple_image(tag: &str, files: &[PathBuf], cmd: &str) {
         &[
             "build",
             "-q",
+            "--label",
+            "org.kube-dns-rs.test=compose_stack",
             "-t",
             tag,
             ctx.path().to_str().expect("utf-8"),
@@ -458,7 +486,12 @@ fn ensure_etcd_image() {
         "building the {ETCD_IMAGE} stand-in from {}",
         etcd.display()
     ));
-    build_simple_image(ETCD_IMAGE, &[etcd, etcdctl], "[\"/usr/local/bin/etcd\"]");
+    build_simple_image(
+        ETCD_IMAGE,
+        &[etcd, etcdctl],
+        "[\"/usr/local/bin/etcd\"]",
+        false,
+    );
 }
 
 /// Where this test run's skydns, kube2sky and healthz are: `$KUBE_DNS_RS_BIN_DIR`, else the
@@ -734,6 +767,7 @@ fn compose_stack_answers_as_the_readme_says() {
         APISERVER_IMAGE,
         &[PathBuf::from(env!("CARGO_BIN_EXE_test-apiserver"))],
         "[\"test-apiserver\"]",
+        true,
     );
     let staged = stage_binaries();
     say(&format!(
@@ -1034,6 +1068,19 @@ fn compose_stack_answers_as_the_readme_says() {
 
     // down -v leaves nothing.
     drop(teardown);
+    // The images replaced by this run's builds (untagged now), not the stand-ins kept for the
+    // next run.
+    let _ = run(
+        "docker",
+        &[
+            "image",
+            "prune",
+            "-f",
+            "--filter",
+            "label=org.kube-dns-rs.test=compose_stack",
+        ],
+        Duration::from_secs(60),
+    );
     let label = format!("label=com.docker.compose.project={PROJECT}");
     for (what, args) in [
         ("containers", vec!["ps", "-aq", "--filter", label.as_str()]),
