@@ -26,6 +26,35 @@ pub struct Config {
     /// Upstream nameservers (ip or ip:port, comma separated); default: /etc/resolv.conf.
     #[arg(long, env = "SKYDNS_NAMESERVERS")]
     pub nameservers: Option<String>,
+    /// Upstreams for one zone, `ZONE=ADDR[,ADDR…]` (repeatable; env: `;`-separated).
+    #[arg(
+        long = "stub-domain",
+        env = "SKYDNS_STUB_DOMAINS",
+        value_delimiter = ';'
+    )]
+    pub stub_domains: Vec<String>,
+    /// Directory holding the kube-dns ConfigMap keys `stubDomains` and `upstreamNameservers`
+    /// (JSON), read again every second; a change applies without a restart.
+    #[arg(long, env = "SKYDNS_CONFIG_DIR")]
+    pub config_dir: Option<std::path::PathBuf>,
+    /// How the upstreams of a zone are ordered for each question.
+    #[arg(
+        long,
+        env = "SKYDNS_FORWARD_POLICY",
+        value_enum,
+        default_value = "random"
+    )]
+    pub forward_policy: crate::forward::routes::Policy,
+    /// Serve an expired forwarded answer (TTL 30) for this long past its expiry when the
+    /// upstreams fail (RFC 8767; `0` = never).
+    #[arg(long, env = "SKYDNS_SERVE_STALE", default_value = "1h")]
+    pub serve_stale: String,
+    /// Refresh a forwarded answer asked this many times before it expires (0 = never).
+    #[arg(long, env = "SKYDNS_PREFETCH", default_value_t = 2)]
+    pub prefetch: u32,
+    /// Shortest time a forwarded answer is cached, seconds (never above --rcache-ttl).
+    #[arg(long, env = "SKYDNS_RCACHE_MIN_TTL", default_value_t = 0)]
+    pub rcache_min_ttl: u32,
     /// Do not forward names outside the domain (answer REFUSED).
     #[arg(long, env = "SKYDNS_NO_REC")]
     pub no_rec: bool,
@@ -108,6 +137,15 @@ pub struct Settings {
     /// Bytes the forwarding cache may hold.
     pub rcache_bytes: usize,
     pub rcache_ttl: u32,
+    pub rcache_min_ttl: u32,
+    /// `--stub-domain` flags.
+    pub stub_domains: Vec<(hickory_proto::rr::Name, Vec<SocketAddr>)>,
+    pub config_dir: Option<std::path::PathBuf>,
+    /// What `--config-dir` held at start.
+    pub file_config: Option<crate::forward::stubs::FileConfig>,
+    pub forward_policy: crate::forward::routes::Policy,
+    pub serve_stale: Duration,
+    pub prefetch: u32,
     pub answer_cache: usize,
     /// Bytes the answer cache may hold.
     pub answer_cache_bytes: usize,
@@ -173,7 +211,11 @@ impl Config {
         let upstreams = match &self.nameservers {
             Some(list) => parse_nameservers(list)?,
             None if self.no_rec => Vec::new(),
-            None => resolv_conf_nameservers("/etc/resolv.conf"),
+            // From resolv.conf: an entry that is our own address would be a loop; leave it out.
+            None => resolv_conf_nameservers("/etc/resolv.conf")
+                .into_iter()
+                .filter(|u| !crate::forward::stubs::is_own(*u, addr))
+                .collect(),
         };
         let rtimeout = parse_duration("--rtimeout", &self.rtimeout)?;
         let tcp_idle_timeout = parse_duration("--tcp-idle-timeout", &self.tcp_idle_timeout)?;
@@ -205,6 +247,36 @@ impl Config {
             }
         }
         let zone = msg::Zone::new(msg::Prefix::new(prefix), domain);
+        let cluster = hickory_proto::rr::Name::from_ascii(zone.domain())
+            .map_err(|_| ConfigError::new("--domain", &self.domain, "not a domain name"))?;
+        let stub_domains = self
+            .stub_domains
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                crate::forward::stubs::parse_stub_flag(s)
+                    .map_err(|e| ConfigError::new("--stub-domain", s, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::forward::stubs::check(&stub_domains, &upstreams, &cluster, addr)
+            .map_err(|e| ConfigError::new("--nameservers/--stub-domain", "", e))?;
+        let file_config = match &self.config_dir {
+            None => None,
+            Some(dir) => {
+                let shown = dir.display().to_string();
+                let c = crate::forward::stubs::read_dir(dir)
+                    .map_err(|e| ConfigError::new("--config-dir", &shown, e.to_string()))?;
+                let upstreams = c.upstream_nameservers.clone().unwrap_or_default();
+                crate::forward::stubs::check(&c.stub_domains, &upstreams, &cluster, addr)
+                    .map_err(|e| ConfigError::new("--config-dir", &shown, e))?;
+                Some(c)
+            }
+        };
+        let serve_stale = if self.serve_stale.trim() == "0" {
+            Duration::ZERO
+        } else {
+            parse_duration("--serve-stale", &self.serve_stale)?
+        };
         let hostmaster = match &self.hostmaster {
             Some(h) => h.replace('@', ".").trim_end_matches('.').to_string() + ".",
             None => format!("hostmaster.{}", zone.domain()),
@@ -234,6 +306,13 @@ impl Config {
             rcache: self.rcache,
             rcache_bytes: self.rcache_mb << 20,
             rcache_ttl: self.rcache_ttl,
+            rcache_min_ttl: self.rcache_min_ttl.min(self.rcache_ttl),
+            stub_domains,
+            config_dir: self.config_dir.clone(),
+            file_config,
+            forward_policy: self.forward_policy,
+            serve_stale,
+            prefetch: self.prefetch,
             answer_cache: self.answer_cache,
             answer_cache_bytes: self.answer_cache_mb << 20,
             max_concurrent: self.max_concurrent,
@@ -302,7 +381,7 @@ pub fn resolv_conf_nameservers(path: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
-/// `2s`, `500ms`, `1m`, or plain seconds.
+/// `2s`, `500ms`, `1m`, `1h`, or plain seconds.
 pub fn parse_duration_str(v: &str) -> Option<Duration> {
     let v = v.trim();
     let (num, unit) = match v.find(|c: char| !c.is_ascii_digit() && c != '.') {
@@ -314,6 +393,7 @@ pub fn parse_duration_str(v: &str) -> Option<Duration> {
         "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
+        "h" => n * 3600.0,
         _ => return None,
     };
     (secs > 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs))

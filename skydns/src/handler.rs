@@ -52,7 +52,7 @@ pub struct Pending {
     /// `true`: a CNAME chase out of the zone (append answers); `false`: plain forwarding.
     chase: bool,
     /// This lookup's share of the upstream budget, returned when the reply is done.
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 }
 
 enum Prepared {
@@ -111,7 +111,7 @@ impl Handler {
             },
         };
         let dnssec_ok = req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
-        let (resp, query, chase) = match self.prepare(&req, dnssec_ok) {
+        let (resp, query, chase) = match self.prepare(&req, dnssec_ok, transport) {
             Prepared::Ready(resp, system, cacheable) => {
                 let step = self.send(resp, system, max, started);
                 if let (Some(generation), Some(cache), Step::Reply(bytes)) =
@@ -146,7 +146,7 @@ impl Handler {
             return self.send(resp, system, max, started);
         };
         Step::Upstream(Box::new(Pending {
-            _permit: permit,
+            permit,
             resp,
             query,
             dnssec_ok,
@@ -167,9 +167,12 @@ impl Handler {
             max,
             started,
             chase,
-            _permit,
+            permit,
         } = p;
-        let result = self.forwarder.resolve(&query, dnssec_ok, transport).await;
+        let result = self
+            .forwarder
+            .resolve(&query, dnssec_ok, transport, Some(permit))
+            .await;
         if chase {
             // A CNAME out of the zone: append the target's records when the upstream has them.
             if let Ok(up) = result {
@@ -188,15 +191,11 @@ impl Handler {
                     self.metrics.cache_misses.inc();
                     System::Recursive
                 };
-                resp.metadata.response_code = up.rcode;
-                resp.metadata.truncation = up.truncated;
-                resp.answers = up.answers;
-                resp.authorities = up.authorities;
-                resp.additionals = up.additionals;
+                relay(&mut resp, up);
                 system
             }
             Err(e) => {
-                tracing::debug!(name = %query.name(), error = %e, "forwarding failed");
+                tracing::debug!(name = %query.name(), error = %e, cause = e.label(), "forwarding failed");
                 resp.metadata.response_code = ResponseCode::ServFail;
                 System::Recursive
             }
@@ -242,7 +241,7 @@ impl Handler {
             .observe(system, started.elapsed().as_secs_f64(), size);
     }
 
-    fn prepare(&self, req: &Message, dnssec_ok: bool) -> Prepared {
+    fn prepare(&self, req: &Message, dnssec_ok: bool, transport: Transport) -> Prepared {
         let mut resp = Message::new(req.metadata.id, MessageType::Response, req.metadata.op_code);
         resp.metadata.recursion_desired = req.metadata.recursion_desired;
         resp.metadata.checking_disabled = req.metadata.checking_disabled;
@@ -300,7 +299,9 @@ impl Handler {
                     resp.authorities.push(self.params.soa(snap.revision));
                 }
                 match auth.chase {
-                    Some((target, rtype)) if self.recursion && self.forwarder.has_upstreams() => {
+                    Some((target, rtype))
+                        if self.recursion && self.forwarder.has_upstreams(&target) =>
+                    {
                         Prepared::Chase(resp, Query::query(target, rtype))
                     }
                     Some(_) => Prepared::Ready(resp, system, None),
@@ -308,14 +309,28 @@ impl Handler {
                 }
             }
             Outcome::Forward => {
-                if !self.recursion || !self.forwarder.has_upstreams() {
+                if !self.recursion || !self.forwarder.has_upstreams(qname) {
                     resp.metadata.response_code = ResponseCode::Refused;
                     return Prepared::Ready(resp, System::Recursive, None);
+                }
+                // A cached forwarded answer is served here, on the receiving thread.
+                if let Some(up) = self.forwarder.cached(query, dnssec_ok, transport) {
+                    relay(&mut resp, up);
+                    return Prepared::Ready(resp, System::Cache, None);
                 }
                 Prepared::Forward(resp, query.clone())
             }
         }
     }
+}
+
+/// Put an upstream answer into our reply.
+fn relay(resp: &mut Message, up: crate::forward::Upstream) {
+    resp.metadata.response_code = up.rcode;
+    resp.metadata.truncation = up.truncated;
+    resp.answers = up.answers;
+    resp.authorities = up.authorities;
+    resp.additionals = up.additionals;
 }
 
 /// Encode `resp`, fitting it in `max` bytes: first without the additional section, then as a

@@ -59,12 +59,28 @@ pub async fn run(
         &settings.hostmaster,
     );
     let forwarder = forward::Forwarder::new(
-        settings.upstreams.clone(),
-        settings.rtimeout,
-        settings.rcache,
-        settings.rcache_bytes,
-        settings.rcache_ttl,
+        forward::ForwardSettings {
+            upstreams: settings.upstreams.clone(),
+            stub_domains: settings.stub_domains.clone(),
+            file_config: settings.file_config.clone(),
+            timeout: settings.rtimeout,
+            policy: settings.forward_policy,
+            cache: forward::cache::CacheLimits {
+                entries: settings.rcache,
+                bytes: settings.rcache_bytes,
+                min_ttl: settings.rcache_min_ttl,
+                max_ttl: settings.rcache_ttl,
+                serve_stale: settings.serve_stale,
+                prefetch_hits: settings.prefetch,
+            },
+            cluster_zone: params.apex.clone(),
+        },
+        metrics.clone(),
     );
+    forwarder.set_own_address(listeners.udp.local_addr()?);
+    if settings.recursion {
+        forwarder.probe_loops();
+    }
     let handler = Arc::new(handler::Handler {
         params,
         index: index.clone(),
@@ -90,17 +106,15 @@ pub async fn run(
     let healthy = Arc::new(AtomicBool::new(true));
     let ready_index = index.clone();
     let ready_healthy = healthy.clone();
+    let ready_forwarder = handler.forwarder.clone();
     let gauges = handler.clone();
     let registry = metrics.registry.clone();
     let router = runtime::http::metrics_router(registry).route(
         "/readiness",
         get(move || {
             let ready = ready_index.load().ready && ready_healthy.load(Ordering::Relaxed);
-            async move {
-                let r = runtime::Readiness::new();
-                r.set(ready);
-                r.response()
-            }
+            let loops = ready_forwarder.loops();
+            async move { readiness(ready, &loops) }
         }),
     );
 
@@ -119,6 +133,7 @@ pub async fn run(
     let udp = tokio::task::spawn_blocking(move || {
         udp::serve_udp_threads(udp_socket, udp_handler, threads, rt, udp_stop)
     });
+    let handler_forwarder = handler.forwarder.clone();
     let tcp = tokio::spawn(tcp::serve_tcp(
         listeners.tcp,
         handler,
@@ -133,6 +148,15 @@ pub async fn run(
     ));
 
     let cache_gauges = tokio::spawn(publish_cache_sizes(gauges, shutdown.clone()));
+    let config_dir = match settings.config_dir.clone() {
+        Some(dir) => tokio::spawn(forward::watch_config_dir(
+            handler_forwarder,
+            dir,
+            metrics.clone(),
+            shutdown.clone(),
+        )),
+        None => tokio::spawn(std::future::ready(())),
+    };
 
     // Supervision: every serving task runs until shutdown; one that ends before it (a panic,
     // a dead socket) takes readiness down and ends `run` with an error, so the process exits
@@ -173,6 +197,7 @@ pub async fn run(
                 }
             },
             cache_gauges,
+            config_dir,
         );
     };
     if tokio::time::timeout(std::time::Duration::from_secs(10), rest)
@@ -188,6 +213,22 @@ pub async fn run(
         }
         Some(reason) => Err(anyhow::anyhow!(reason)),
     }
+}
+
+/// `/readiness`: 200 once the index is loaded and every serving task runs, 503 otherwise; the
+/// body names upstreams left out because forwarding to them loops back to us.
+fn readiness(ready: bool, loops: &[std::net::SocketAddr]) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut body = if ready { "ok\n" } else { "not ready\n" }.to_string();
+    for l in loops {
+        body.push_str(&format!("forwarding loop through {l}: not forwarded to\n"));
+    }
+    let status = if ready {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, body).into_response()
 }
 
 /// How a supervised task ended, for the error message.
@@ -211,6 +252,8 @@ async fn publish_cache_sizes(handler: Arc<handler::Handler>, shutdown: Cancellat
         let m = &handler.metrics;
         m.forward_cache_bytes
             .set(handler.forwarder.cache_bytes() as i64);
+        m.forward_cache_entries
+            .set(handler.forwarder.cache_len() as i64);
         m.answer_cache_bytes
             .set(handler.reply_cache.as_ref().map_or(0, |c| c.bytes()) as i64);
     }

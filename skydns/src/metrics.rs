@@ -87,6 +87,20 @@ pub struct Metrics {
     pub upstream_overflow: Counter,
     /// TCP connections closed because their replies were not being read.
     pub tcp_stalled: Counter,
+    /// Forwarding cache hits, stale answers served, prefetches started.
+    pub cache_hits: Counter,
+    pub cache_served_stale: Counter,
+    pub cache_prefetches: Counter,
+    /// Entries held by the forwarding cache.
+    pub forward_cache_entries: Gauge,
+    /// Questions that joined an identical lookup already in flight.
+    pub forward_coalesced: Counter,
+    /// Health probes of failed upstreams that got no answer.
+    pub forward_healthcheck_failures: Counter,
+    forward_requests: Family<Vec<(&'static str, String)>, Counter>,
+    forward_errors: Family<Vec<(&'static str, String)>, Counter>,
+    forward_loops: Family<Vec<(&'static str, String)>, Gauge>,
+    config_errors: Counter,
     /// Bytes held by the forwarding cache.
     pub forward_cache_bytes: Gauge,
     /// Bytes held by the answer cache.
@@ -180,6 +194,65 @@ impl Metrics {
             "Bytes held by a cache (cache=forward|answer)",
             cache_bytes.clone(),
         );
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let cache_hits = counter(
+            &mut registry,
+            "skydns_forward_cache_hits",
+            "Forwarded questions answered from the cache",
+        );
+        let cache_served_stale = counter(
+            &mut registry,
+            "skydns_forward_cache_served_stale",
+            "Stale answers served because the upstreams failed or were slow (RFC 8767)",
+        );
+        let cache_prefetches = counter(
+            &mut registry,
+            "skydns_forward_cache_prefetches",
+            "Popular cache entries refreshed before they expired",
+        );
+        let forward_cache_entries = Gauge::default();
+        registry.register(
+            "skydns_forward_cache_entries",
+            "Entries in the forwarding cache",
+            forward_cache_entries.clone(),
+        );
+        let forward_coalesced = counter(
+            &mut registry,
+            "skydns_forward_coalesced",
+            "Questions that joined an identical upstream lookup already in flight",
+        );
+        let forward_healthcheck_failures = counter(
+            &mut registry,
+            "skydns_forward_healthcheck_failures",
+            "Health probes of a failed upstream that got no answer",
+        );
+        let forward_requests = Family::<Vec<(&'static str, String)>, Counter>::default();
+        registry.register(
+            "skydns_forward_requests",
+            "Questions sent to an upstream",
+            forward_requests.clone(),
+        );
+        let forward_errors = Family::<Vec<(&'static str, String)>, Counter>::default();
+        registry.register(
+            "skydns_forward_errors",
+            "Failed exchanges with an upstream (error = timeout, network, bad_reply)",
+            forward_errors.clone(),
+        );
+        let forward_loops = Family::<Vec<(&'static str, String)>, Gauge>::default();
+        registry.register(
+            "skydns_forward_loop",
+            "1 while an upstream is not used because forwarding to it loops back to us",
+            forward_loops.clone(),
+        );
+        let config_errors = counter(
+            &mut registry,
+            "skydns_config_errors",
+            "Forwarding configuration files rejected (the last good configuration stays)",
+        );
         let forward_cache_bytes = cache_bytes
             .get_or_create(&vec![("cache", "forward")])
             .clone();
@@ -240,10 +313,49 @@ impl Metrics {
             tcp_stalled,
             forward_cache_bytes,
             answer_cache_bytes,
+            cache_hits,
+            cache_served_stale,
+            cache_prefetches,
+            forward_cache_entries,
+            forward_coalesced,
+            forward_healthcheck_failures,
+            forward_requests,
+            forward_errors,
+            forward_loops,
+            config_errors,
             keys,
             revision,
             registry: Arc::new(Mutex::new(registry)),
         }
+    }
+
+    /// Count a question sent to `upstream`.
+    pub fn forward_request(&self, upstream: std::net::SocketAddr) {
+        self.forward_requests
+            .get_or_create(&vec![("to", upstream.to_string())])
+            .inc();
+    }
+
+    /// Count a failed exchange with `upstream`.
+    pub fn forward_error(&self, upstream: std::net::SocketAddr, error: &'static str) {
+        self.forward_errors
+            .get_or_create(&vec![
+                ("to", upstream.to_string()),
+                ("error", error.to_string()),
+            ])
+            .inc();
+    }
+
+    /// Export whether forwarding to `upstream` loops.
+    pub fn set_forward_loop(&self, upstream: std::net::SocketAddr, looped: bool) {
+        self.forward_loops
+            .get_or_create(&vec![("to", upstream.to_string())])
+            .set(i64::from(looped));
+    }
+
+    /// Count a rejected configuration file.
+    pub fn config_error(&self) {
+        self.config_errors.inc();
     }
 
     /// Count one answered request.

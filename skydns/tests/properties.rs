@@ -142,7 +142,25 @@ fn handler(snapshot: Snapshot) -> Handler {
     Handler {
         params: ZoneParams::new(zone, 30, 30, "hostmaster.kube.local."),
         index,
-        forwarder: Forwarder::new(Vec::new(), Duration::from_millis(100), 0, 0, 60),
+        forwarder: Forwarder::new(
+            skydns::forward::ForwardSettings {
+                upstreams: Vec::new(),
+                stub_domains: Vec::new(),
+                file_config: None,
+                timeout: Duration::from_millis(100),
+                policy: skydns::forward::routes::Policy::Sequential,
+                cache: skydns::forward::cache::CacheLimits {
+                    entries: 100,
+                    bytes: 1 << 20,
+                    min_ttl: 0,
+                    max_ttl: 60,
+                    serve_stale: Duration::ZERO,
+                    prefetch_hits: 0,
+                },
+                cluster_zone: hickory_proto::rr::Name::from_ascii("kube.local.").unwrap(),
+            },
+            Arc::new(skydns::metrics::Metrics::new()),
+        ),
         metrics: Arc::new(skydns::metrics::Metrics::new()),
         recursion: false,
         udp_size: UDP_SIZE,

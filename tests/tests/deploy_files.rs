@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Container, PodSpec, Probe, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Probe, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
@@ -462,9 +462,11 @@ fn published_ports(svc: &Value) -> Result<Vec<(u16, Proto)>, String> {
         // forwards, the API server and healthz are not for the network.
         match parts.as_slice() {
             [ip, _, _] if ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) => {}
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "port mapping {p:?} is published on all interfaces: write 127.0.0.1:HOST:CONTAINER"
-            )),
+            ))
+            }
         }
         out.push((port, proto));
     }
@@ -888,6 +890,7 @@ enum Object {
     ClusterRoleBinding(Box<ClusterRoleBinding>),
     NetworkPolicy(Box<NetworkPolicy>),
     PodDisruptionBudget(Box<PodDisruptionBudget>),
+    ConfigMap(Box<ConfigMap>),
 }
 
 /// Keys of `original` that the typed round trip dropped: unknown (misspelt) fields.
@@ -981,6 +984,7 @@ fn load_objects(file: &str, text: &str, errors: &mut Vec<String>) -> Vec<(String
             "PodDisruptionBudget" => {
                 typed(&doc, &ctx, errors).map(|o| Object::PodDisruptionBudget(Box::new(o)))
             }
+            "ConfigMap" => typed(&doc, &ctx, errors).map(|o| Object::ConfigMap(Box::new(o))),
             other => {
                 errors.push(format!("{ctx}: kind {other:?} is not one this check knows"));
                 None
@@ -1607,6 +1611,7 @@ fn check_kube_dns(objects: &[(String, Object)], errors: &mut Vec<String>) {
             Object::ServiceAccount(d) => &d.metadata,
             Object::NetworkPolicy(d) => &d.metadata,
             Object::PodDisruptionBudget(d) => &d.metadata,
+            Object::ConfigMap(d) => &d.metadata,
             Object::ClusterRole(_) | Object::ClusterRoleBinding(_) => continue,
         };
         if meta.namespace.as_deref() != Some("kube-system") {
@@ -1796,6 +1801,26 @@ fn example_manifests_parse_and_are_consistent() {
         "web must be headless"
     );
     assert_eq!(svc("search").type_.as_deref(), Some("ExternalName"));
+    // The stub-domains ConfigMap is the one the kube-dns Deployment mounts, and skydns reads
+    // both of its keys.
+    let cm = objects
+        .iter()
+        .find_map(|(_, o)| match o {
+            Object::ConfigMap(c) if c.metadata.name.as_deref() == Some("kube-dns") => Some(c),
+            _ => None,
+        })
+        .expect("manifests/examples: ConfigMap kube-dns");
+    let data = cm.data.clone().unwrap_or_default();
+    let stubs = skydns::forward::stubs::parse_stub_domains(&data["stubDomains"]).unwrap();
+    assert!(!stubs.is_empty());
+    let ups = skydns::forward::stubs::parse_upstream_nameservers(&data["upstreamNameservers"]);
+    assert!(!ups.unwrap().is_empty());
+    let deployment = std::fs::read_to_string(repo().join("manifests/deployment.yaml")).unwrap();
+    assert!(
+        deployment.contains("name: kube-dns\n            optional: true")
+            && deployment.contains("--config-dir=/kube-dns-config"),
+        "the Deployment mounts ConfigMap kube-dns (optional) as skydns's --config-dir"
+    );
     assert!(
         svc("nginx").cluster_ip.is_none(),
         "nginx gets an allocated clusterIP"

@@ -49,6 +49,8 @@ enum Cmd {
     },
     /// Render the Markdown tables from a JSON-lines file.
     Table { file: PathBuf },
+    /// Render the forwarding benchmark's table (bench/forwarding) with its targets.
+    Forwarding { file: PathBuf },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,17 +81,87 @@ fn main() -> anyhow::Result<()> {
             });
             println!("{line}");
         }
-        Cmd::Table { file } => {
-            let text = std::fs::read_to_string(&file)?;
-            let rows: Vec<Value> = text
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(serde_json::from_str)
-                .collect::<Result<_, _>>()?;
-            print!("{}", table(&rows));
-        }
+        Cmd::Table { file } => print!("{}", table(&read_rows(&file)?)),
+        Cmd::Forwarding { file } => print!("{}", forwarding(&read_rows(&file)?)),
     }
     Ok(())
+}
+
+fn read_rows(file: &PathBuf) -> anyhow::Result<Vec<Value>> {
+    let text = std::fs::read_to_string(file)?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?)
+}
+
+/// The forwarding table: per mix and server the median round by qps, and the targets of
+/// issue 13 (hits ≥ 1.0 × dnsmasq's qps and CPU per query ≤ Unbound's; misses within 1.2 × of
+/// Unbound's CPU per query).
+fn forwarding(rows: &[Value]) -> String {
+    let mut runs: BTreeMap<(String, String), Vec<&Value>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| s(r, "phase") == "fwd") {
+        runs.entry((s(r, "mix").to_string(), s(r, "server").to_string()))
+            .or_default()
+            .push(r);
+    }
+    for v in runs.values_mut() {
+        v.sort_by(|a, b| f(a, "qps").total_cmp(&f(b, "qps")));
+    }
+    let median = |m: &str, srv: &str| {
+        runs.get(&(m.to_string(), srv.to_string()))
+            .and_then(|v| v.get(v.len().saturating_sub(1) / 2).copied())
+    };
+    let mut out = String::from(
+        "| mix | server | qps | CPU µs/q | p50 / p99 ms | rcodes | lost |\n|---|---|---:|---:|---:|---|---:|\n",
+    );
+    for m in ["hits", "nxhits", "misses"] {
+        for srv in ["skydns", "dnsmasq", "unbound"] {
+            if let Some(r) = median(m, srv) {
+                out.push_str(&format!(
+                    "| {m} | {srv} | {} | {:.1} | {} / {} | {} | {} |\n",
+                    kqps(f(r, "qps")),
+                    f(r, "cpu_us_per_query"),
+                    ms(f(r, "p50_ms")),
+                    ms(f(r, "p99_ms")),
+                    s(r, "rcodes"),
+                    f(r, "lost"),
+                ));
+            }
+        }
+    }
+    out.push_str("\n| target | measured | met |\n|---|---|---|\n");
+    let mut target = |label: &str, value: Option<f64>, min: bool, bound: f64| {
+        if let Some(v) = value {
+            let met = if min { v >= bound } else { v <= bound };
+            out.push_str(&format!(
+                "| {label} | {v:.2} × | {} |\n",
+                if met { "met" } else { "**missed**" }
+            ));
+        }
+    };
+    let ratio =
+        |m: &str, k: &str, a: &str, b: &str| Some(f(median(m, a)?, k) / f(median(m, b)?, k));
+    target(
+        "hits: skydns qps ≥ 1.0 × dnsmasq's",
+        ratio("hits", "qps", "skydns", "dnsmasq"),
+        true,
+        1.0,
+    );
+    target(
+        "hits: skydns CPU/query ≤ 1.0 × Unbound's",
+        ratio("hits", "cpu_us_per_query", "skydns", "unbound"),
+        false,
+        1.0,
+    );
+    target(
+        "misses: skydns CPU/query ≤ 1.2 × Unbound's",
+        ratio("misses", "cpu_us_per_query", "skydns", "unbound"),
+        false,
+        1.2,
+    );
+    out
 }
 
 #[derive(Default)]

@@ -89,12 +89,24 @@ fn handler() -> &'static Handler {
             // An upstream is configured (never contacted: only the synchronous part runs), so
             // forwarding and out-of-zone CNAME chases are prepared too.
             forwarder: Forwarder::new(
-                vec!["127.0.0.1:9".parse().unwrap()],
-                Duration::from_millis(10),
-                100,
-                1 << 20,
-                60,
-            ),
+            skydns::forward::ForwardSettings {
+                upstreams: vec!["127.0.0.1:9".parse().unwrap()],
+                stub_domains: Vec::new(),
+                file_config: None,
+                timeout: Duration::from_millis(10),
+                policy: skydns::forward::routes::Policy::Sequential,
+                cache: skydns::forward::cache::CacheLimits {
+                    entries: 100,
+                    bytes: 1 << 20,
+                    min_ttl: 0,
+                    max_ttl: 60,
+                    serve_stale: Duration::ZERO,
+                    prefetch_hits: 0,
+                },
+                cluster_zone: hickory_proto::rr::Name::from_ascii("kube.local.").unwrap(),
+            },
+            Arc::new(skydns::metrics::Metrics::new()),
+        ),
             metrics: Arc::new(skydns::metrics::Metrics::new()),
             recursion: true,
             udp_size: UDP_SIZE,

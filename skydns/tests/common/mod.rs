@@ -16,6 +16,21 @@ pub struct Sky {
 }
 
 impl Sky {
+    /// A server started by the test itself.
+    pub fn from_parts(
+        dns: SocketAddr,
+        http: SocketAddr,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) -> Sky {
+        Sky {
+            dns,
+            http,
+            shutdown,
+            task,
+        }
+    }
+
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.task.await;
