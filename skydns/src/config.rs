@@ -105,6 +105,19 @@ pub struct Config {
     /// Close a TCP connection idle this long (e.g. 10s).
     #[arg(long, env = "SKYDNS_TCP_IDLE_TIMEOUT", default_value = "10s")]
     pub tcp_idle_timeout: String,
+    /// Answer multi-record A/AAAA questions in a rotating order (SkyDNS `-round-robin`).
+    #[arg(long, env = "SKYDNS_ROUND_ROBIN", default_value_t = true, action = clap::ArgAction::Set)]
+    pub round_robin: bool,
+    /// This replica's identity in `hostname.bind`/`id.server` (CHAOS TXT) and NSID (default:
+    /// the hostname).
+    #[arg(long, env = "SKYDNS_ID")]
+    pub id: Option<String>,
+    /// Answer an empty NSID option (RFC 5001) with `--id`.
+    #[arg(long, env = "SKYDNS_NSID")]
+    pub nsid: bool,
+    /// On shutdown, keep answering DNS this long after `/readiness` turns 503 (`0` = none).
+    #[arg(long, env = "SKYDNS_LAMEDUCK", default_value = "5s")]
+    pub lameduck: String,
     /// etcd client TLS key (PEM).
     #[arg(long = "tls-key", env = "ETCD_TLSKEY")]
     pub tls_key: Option<String>,
@@ -157,6 +170,11 @@ pub struct Settings {
     pub tcp_max_conns: usize,
     pub tcp_idle_timeout: Duration,
     pub etcd_security: runtime::EtcdSecurity,
+    pub round_robin: bool,
+    /// `--id`, else the hostname.
+    pub id: String,
+    pub nsid: bool,
+    pub lameduck: Duration,
 }
 
 impl Settings {
@@ -277,6 +295,19 @@ impl Config {
         } else {
             parse_duration("--serve-stale", &self.serve_stale)?
         };
+        let lameduck = if self.lameduck.trim() == "0" {
+            Duration::ZERO
+        } else {
+            parse_duration("--lameduck", &self.lameduck)?
+        };
+        let id = match self.id.as_deref().map(str::trim) {
+            Some("") => return Err(ConfigError::new("--id", "", "must not be empty")),
+            Some(id) if id.len() > 255 => {
+                return Err(ConfigError::new("--id", id, "at most 255 bytes"))
+            }
+            Some(id) => id.to_string(),
+            None => hostname(),
+        };
         let hostmaster = match &self.hostmaster {
             Some(h) => h.replace('@', ".").trim_end_matches('.').to_string() + ".",
             None => format!("hostmaster.{}", zone.domain()),
@@ -323,8 +354,22 @@ impl Config {
             tcp_max_conns: self.tcp_max_conns,
             tcp_idle_timeout,
             etcd_security,
+            round_robin: self.round_robin,
+            id,
+            nsid: self.nsid,
+            lameduck,
         })
     }
+}
+
+/// The hostname: /proc/sys/kernel/hostname, else `$HOSTNAME`, else `skydns`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && h.len() <= 255)
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty() && h.len() <= 255))
+        .unwrap_or_else(|| "skydns".into())
 }
 
 fn split_list(s: &str) -> Vec<String> {
@@ -425,6 +470,14 @@ mod tests {
         assert_eq!(s.machines, vec!["http://127.0.0.1:2379"]);
         assert_eq!(s.rtimeout, Duration::from_secs(2));
         assert_eq!(s.hostmaster, "hostmaster.cluster.local.");
+        assert!(s.round_robin && !s.nsid);
+        assert_eq!(s.lameduck, Duration::from_secs(5));
+        assert_eq!(s.id, hostname());
+        let s = parse(&["--round-robin=false", "--lameduck", "0", "--id", "r1"]).unwrap();
+        assert!(!s.round_robin);
+        assert_eq!(s.lameduck, Duration::ZERO);
+        assert_eq!(s.id, "r1");
+        assert!(parse(&["--lameduck", "soon"]).unwrap_err().contains("--lameduck"));
     }
 
     #[test]

@@ -2,11 +2,14 @@
 //! BADVERS, EDNS echo, ANY refused), routes the question to the index or the forwarder, and
 //! fits the reply to the client's UDP size (TC set when cut). Never panics on input.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{DNSClass, RecordType};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption, NSIDPayload};
+use hickory_proto::rr::rdata::TXT;
+use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 
 use crate::answer::{answer, Outcome, ZoneParams};
 use crate::forward::{Forwarder, Transport};
@@ -29,7 +32,35 @@ pub struct Handler {
     /// Upstream lookups in flight at once, UDP and TCP together (`--max-concurrent`); a
     /// question that needs the upstream beyond it is answered REFUSED at once.
     pub upstream_budget: Arc<Semaphore>,
+    /// Rotation, identity and NSID.
+    pub ops: Ops,
 }
+
+/// Day-2 settings of the reply path. `Default`: no rotation, identity `skydns`, no NSID.
+pub struct Ops {
+    /// Rotate multi-record A/AAAA answers (`--round-robin`).
+    pub round_robin: bool,
+    /// `--id`: answered to `hostname.bind`/`id.server` and in NSID.
+    pub identity: String,
+    /// Answer an empty NSID option (`--nsid`).
+    pub nsid: bool,
+    /// Replies rotated so far: the next rotation's offset.
+    pub rotation: AtomicUsize,
+}
+
+impl Default for Ops {
+    fn default() -> Self {
+        Ops {
+            round_robin: false,
+            identity: "skydns".into(),
+            nsid: false,
+            rotation: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// `authors.bind`.
+pub const AUTHORS: &str = "kube-dns-rs authors";
 
 /// The outcome of the synchronous part of handling a packet.
 pub enum Step {
@@ -85,7 +116,10 @@ impl Handler {
             return Step::Drop;
         }
         if let Some(cache) = &self.reply_cache {
-            if let Some((bytes, meta)) = cache.get(transport, packet, self.index.generation()) {
+            if let Some((mut bytes, meta)) = cache.get(transport, packet, self.index.generation())
+            {
+                self.metrics.answer_cache_hits.inc();
+                self.rotate(&mut bytes);
                 self.count(
                     meta.system,
                     meta.rcode,
@@ -113,7 +147,7 @@ impl Handler {
         let dnssec_ok = req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
         let (resp, query, chase) = match self.prepare(&req, dnssec_ok, transport) {
             Prepared::Ready(resp, system, cacheable) => {
-                let step = self.send(resp, system, max, started);
+                let mut step = self.send(resp, system, max, started);
                 if let (Some(generation), Some(cache), Step::Reply(bytes)) =
                     (cacheable, &self.reply_cache, &step)
                 {
@@ -126,6 +160,9 @@ impl Handler {
                         };
                         cache.put(transport, packet, generation, bytes, meta);
                     }
+                }
+                if let Step::Reply(bytes) = &mut step {
+                    self.rotate(bytes);
                 }
                 return step;
             }
@@ -179,7 +216,10 @@ impl Handler {
                 resp.answers.extend(up.answers);
             }
             return match self.send(resp, System::Auth, max, started) {
-                Step::Reply(b) => Some(b),
+                Step::Reply(mut b) => {
+                    self.rotate(&mut b);
+                    Some(b)
+                }
                 _ => None,
             };
         }
@@ -201,9 +241,45 @@ impl Handler {
             }
         };
         match self.send(resp, system, max, started) {
-            Step::Reply(b) => Some(b),
+            Step::Reply(mut b) => {
+                self.rotate(&mut b);
+                Some(b)
+            }
             _ => None,
         }
+    }
+
+    /// `--round-robin`: rotate a multi-record A/AAAA answer in the encoded reply.
+    fn rotate(&self, reply: &mut [u8]) {
+        if self.ops.round_robin && crate::rotate::answer_count(reply) >= 2 {
+            let by = self.ops.rotation.fetch_add(1, Ordering::Relaxed);
+            crate::rotate::rotate(reply, by);
+        }
+    }
+
+    /// A CHAOS-class question: the version, identity or authors as CH TXT, else SERVFAIL.
+    fn chaos(&self, mut resp: Message, query: &Query) -> Prepared {
+        let name = query.name().to_lowercase().to_ascii();
+        let text = match name.trim_end_matches('.') {
+            "version.bind" | "version.server" => Some(env!("CARGO_PKG_VERSION")),
+            "hostname.bind" | "id.server" => Some(self.ops.identity.as_str()),
+            "authors.bind" => Some(AUTHORS),
+            _ => None,
+        };
+        match text {
+            Some(text) if query.query_type() == RecordType::TXT => {
+                let mut record = Record::from_rdata(
+                    query.name().clone(),
+                    0,
+                    RData::TXT(TXT::new(vec![text.to_string()])),
+                );
+                record.dns_class = DNSClass::CH;
+                resp.metadata.authoritative = true;
+                resp.answers.push(record);
+            }
+            _ => resp.metadata.response_code = ResponseCode::ServFail,
+        }
+        Prepared::Ready(resp, System::Auth, None)
     }
 
     fn send(&self, mut resp: Message, system: System, max: usize, started: Instant) -> Step {
@@ -251,6 +327,13 @@ impl Handler {
             let mut ours = Edns::new();
             ours.set_max_payload(self.udp_size);
             ours.set_dnssec_ok(dnssec_ok);
+            if self.ops.nsid
+                && matches!(client.option(EdnsCode::NSID), Some(EdnsOption::NSID(p)) if p.as_ref().is_empty())
+            {
+                if let Ok(id) = NSIDPayload::new(self.ops.identity.as_bytes()) {
+                    ours.options_mut().insert(EdnsOption::NSID(id));
+                }
+            }
             resp.set_edns(ours);
             if client.version() > 0 {
                 resp.metadata.response_code = ResponseCode::BADVERS;
@@ -268,6 +351,9 @@ impl Handler {
         let qname = query.name();
         let qtype = query.query_type();
         let ours = self.params.apex.zone_of(qname);
+        if query.query_class() == DNSClass::CH {
+            return self.chaos(resp, query);
+        }
         if query.query_class() != DNSClass::IN {
             resp.metadata.response_code = ResponseCode::Refused;
             return Prepared::Ready(resp, System::Auth, None);

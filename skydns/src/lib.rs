@@ -12,6 +12,7 @@ pub mod handler;
 pub mod index;
 pub mod metrics;
 pub mod reply_cache;
+pub mod rotate;
 pub mod tcp;
 pub mod udp;
 pub mod wire;
@@ -93,6 +94,12 @@ pub async fn run(
             settings.answer_cache_bytes,
         ),
         upstream_budget: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent)),
+        ops: handler::Ops {
+            round_robin: settings.round_robin,
+            identity: settings.id.clone(),
+            nsid: settings.nsid,
+            rotation: Default::default(),
+        },
     });
     tracing::info!(
         dns = %listeners.udp.local_addr()?,

@@ -83,6 +83,8 @@ pub struct Metrics {
     pub tcp_rejected: Counter,
     /// Answers whose index scan stopped at the per-query bound.
     pub scans_limited: Counter,
+    /// Replies served from the answer (reply) cache.
+    pub answer_cache_hits: Counter,
     /// Questions refused because the upstream budget (`--max-concurrent`) was spent.
     pub upstream_overflow: Counter,
     /// TCP connections closed because their replies were not being read.
@@ -175,6 +177,12 @@ impl Metrics {
             "skydns_scans_limited",
             "Answers whose index scan (union, wildcard) stopped at the per-query bound of keys",
             scans_limited.clone(),
+        );
+        let answer_cache_hits = Counter::default();
+        registry.register(
+            "skydns_answer_cache_hits",
+            "Replies served from the answer cache",
+            answer_cache_hits.clone(),
         );
         let upstream_overflow = Counter::default();
         registry.register(
@@ -309,6 +317,7 @@ impl Metrics {
             malformed_queries,
             tcp_rejected,
             scans_limited,
+            answer_cache_hits,
             upstream_overflow,
             tcp_stalled,
             forward_cache_bytes,

@@ -112,6 +112,7 @@ fn handler() -> &'static Handler {
             udp_size: UDP_SIZE,
             reply_cache: skydns::reply_cache::ReplyCache::new(4096, 1 << 20),
             upstream_budget: Arc::new(tokio::sync::Semaphore::new(64)),
+        ops: Default::default(),
         }
     })
 }

@@ -31,9 +31,21 @@ impl Sky {
         }
     }
 
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.shutdown.cancel();
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
+    }
+
+    /// Wait for `run` to return (after the test cancelled `shutdown` itself).
+    pub async fn join(mut self) -> anyhow::Result<()> {
+        (&mut self.task).await.expect("skydns task")
+    }
+}
+
+/// A test that panics still stops the server, so its UDP threads let the runtime end.
+impl Drop for Sky {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }
 
@@ -58,6 +70,10 @@ pub async fn start_skydns(
         Some(u) => argv.extend(["--nameservers".to_string(), u.to_string()]),
         None if args.contains(&"--nameservers") => {}
         None => argv.push("--no-rec".into()),
+    }
+    // No lameduck unless the test asks for one, so stopping stays instant.
+    if !args.iter().any(|a| a.starts_with("--lameduck")) {
+        argv.extend(["--lameduck".to_string(), "0".into()]);
     }
     argv.extend(args.iter().map(|s| s.to_string()));
     let settings = skydns::Config::try_parse_from(&argv)
