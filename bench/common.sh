@@ -82,7 +82,7 @@ start_skydns() { # [wrapper...] -> sets SKYDNS_PORT SKYDNS_PID METRICS_PORT
   METRICS_PORT=$(free_port)
   RUST_LOG=${SKYDNS_LOG:-warn} "$@" "$BIN/skydns" --addr "127.0.0.1:$SKYDNS_PORT" \
     --metrics-addr "127.0.0.1:$METRICS_PORT" --machines "$ETCD_URL" \
-    --domain "$ZONE." --no-rec --ttl 30 --min-ttl 30 \
+    --domain "$ZONE." --no-rec --ttl 30 --min-ttl 30 ${SKYDNS_ARGS:-} \
     >"$WORK/skydns.log" 2>&1 &
   SKYDNS_PID=$!
   PIDS+=("$SKYDNS_PID")

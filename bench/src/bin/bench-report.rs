@@ -447,7 +447,7 @@ fn table(rows: &[Value]) -> String {
         .filter_map(|(_, runs)| runs.first().copied())
         .collect();
     if !worst.is_empty() {
-        out.push_str("### 1b. Worst-case queries (skydns, UDP, one query repeated)\n\n");
+        out.push_str("### 1b. Worst-case queries (skydns with the answer cache off, UDP, one query repeated)\n\n");
         out.push_str("| query | qps | CPU µs/q | × an ordinary hit | rcodes |\n");
         out.push_str("|---|---:|---:|---:|---|\n");
         let ordinary = worst

@@ -35,6 +35,9 @@ impl ExchangeError {
     }
 }
 
+/// Receive buffer for one UDP reply (we advertise 1232 bytes; some room beyond).
+const UDP_REPLY_BUFFER: usize = 4096;
+
 fn io(e: std::io::Error) -> ExchangeError {
     ExchangeError::Io(e.to_string())
 }
@@ -107,7 +110,9 @@ async fn udp_exchange(
     let sock = UdpSocket::bind(bind).await.map_err(io)?;
     sock.connect(server).await.map_err(io)?;
     sock.send(bytes).await.map_err(io)?;
-    let mut buf = vec![0u8; 65535];
+    // We advertise an EDNS payload of 1232 bytes, so a conforming UDP reply fits; a larger one
+    // is cut by the kernel, fails to parse and is ignored (the attempt then times out).
+    let mut buf = vec![0u8; UDP_REPLY_BUFFER];
     loop {
         let n = sock.recv(&mut buf).await.map_err(io)?;
         let Ok(reply) = Message::from_vec(&buf[..n]) else {
