@@ -109,17 +109,46 @@ pub async fn run(
         "skydns serving"
     );
 
+    // `shutdown` asks to stop; `serve` is what the serving tasks stop on. Between the two lies
+    // the lameduck: readiness says 503 at once while DNS keeps answering for `--lameduck`.
+    let serve = CancellationToken::new();
+    let draining = Arc::new(AtomicBool::new(false));
+    let lameduck = tokio::spawn({
+        let (shutdown, serve, draining) = (shutdown.clone(), serve.clone(), draining.clone());
+        let period = settings.lameduck;
+        async move {
+            // Dropped with the runtime, the guard still stops the serving tasks.
+            let _guard = serve.clone().drop_guard();
+            tokio::select! {
+                _ = serve.cancelled() => return,
+                _ = shutdown.cancelled() => {}
+            }
+            draining.store(true, Ordering::Relaxed);
+            if !period.is_zero() {
+                tracing::info!(lameduck = ?period, "shutdown requested: not ready, still answering");
+                tokio::select! {
+                    _ = serve.cancelled() => {}
+                    _ = tokio::time::sleep(period) => {}
+                }
+            }
+            serve.cancel();
+        }
+    });
+
     // False once a serving task has failed: readiness then says so until the process exits.
     let healthy = Arc::new(AtomicBool::new(true));
     let ready_index = index.clone();
     let ready_healthy = healthy.clone();
+    let ready_draining = draining.clone();
     let ready_forwarder = handler.forwarder.clone();
     let gauges = handler.clone();
     let registry = metrics.registry.clone();
     let router = runtime::http::metrics_router(registry).route(
         "/readiness",
         get(move || {
-            let ready = ready_index.load().ready && ready_healthy.load(Ordering::Relaxed);
+            let ready = ready_index.load().ready
+                && ready_healthy.load(Ordering::Relaxed)
+                && !ready_draining.load(Ordering::Relaxed);
             let loops = ready_forwarder.loops();
             async move { readiness(ready, &loops) }
         }),
@@ -129,12 +158,12 @@ pub async fn run(
         settings.clone(),
         index,
         metrics.clone(),
-        shutdown.clone(),
+        serve.clone(),
     ));
     let (udp_socket, threads) = (listeners.udp.into_std()?, settings.udp_thread_count());
     let (udp_handler, udp_stop, rt) = (
         handler.clone(),
-        shutdown.clone(),
+        serve.clone(),
         tokio::runtime::Handle::current(),
     );
     let udp = tokio::task::spawn_blocking(move || {
@@ -146,21 +175,21 @@ pub async fn run(
         handler,
         settings.tcp_max_conns,
         settings.tcp_idle_timeout,
-        shutdown.clone(),
+        serve.clone(),
     ));
     let http = tokio::spawn(runtime::serve_http(
         listeners.http,
         router,
-        shutdown.clone(),
+        serve.clone(),
     ));
 
-    let cache_gauges = tokio::spawn(publish_cache_sizes(gauges, shutdown.clone()));
+    let cache_gauges = tokio::spawn(publish_cache_sizes(gauges, serve.clone()));
     let config_dir = match settings.config_dir.clone() {
         Some(dir) => tokio::spawn(forward::watch_config_dir(
             handler_forwarder,
             dir,
             metrics.clone(),
-            shutdown.clone(),
+            serve.clone(),
         )),
         None => tokio::spawn(std::future::ready(())),
     };
@@ -170,7 +199,7 @@ pub async fn run(
     // non-zero and Kubernetes restarts it rather than leaving it half-deaf.
     let (mut feed, mut udp, mut tcp, mut http) = (feed, udp, tcp, http);
     let failure = tokio::select! {
-        _ = shutdown.cancelled() => None,
+        _ = serve.cancelled() => None,
         r = &mut feed => Some(format!("etcd feed task ended: {}", ended(r.map(Ok::<(), String>)))),
         r = &mut udp => Some(format!("udp threads ended: {}", ended(r.map(|r| r.map_err(|e| e.to_string()))))),
         r = &mut tcp => Some(format!("tcp acceptor ended: {}", ended(r.map(|r| r.map_err(|e| e.to_string()))))),
@@ -179,7 +208,7 @@ pub async fn run(
     if let Some(reason) = &failure {
         healthy.store(false, Ordering::Relaxed);
         tracing::error!(reason = %reason, "a serving task failed; stopping");
-        shutdown.cancel();
+        serve.cancel();
     }
     let rest = async {
         let _ = tokio::join!(
@@ -205,6 +234,7 @@ pub async fn run(
             },
             cache_gauges,
             config_dir,
+            lameduck,
         );
     };
     if tokio::time::timeout(std::time::Duration::from_secs(10), rest)

@@ -346,6 +346,8 @@ async fn a_dead_tcp_listener_ends_the_server_with_an_error() {
         use clap::Parser;
         skydns::Config::try_parse_from([
             "skydns",
+            "--lameduck",
+            "0",
             "--machines",
             &etcd.endpoint(),
             "--domain",

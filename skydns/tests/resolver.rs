@@ -357,6 +357,8 @@ async fn start_on(
     test_support::init_test_tracing();
     let settings = skydns::Config::try_parse_from([
         "skydns",
+        "--lameduck",
+        "0",
         "--machines",
         etcd,
         "--domain",

@@ -227,6 +227,8 @@ async fn healthz_follows_skydns_and_metrics_move() {
 async fn restart_skydns_on(stack: &Stack, addr: SocketAddr) -> (SocketAddr, common::Program) {
     let argv = [
         "skydns",
+        "--lameduck",
+        "0",
         "--machines",
         &stack.etcd.endpoint(),
         "--domain",

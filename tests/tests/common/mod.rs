@@ -78,6 +78,8 @@ pub async fn start_kube2sky(etcd: &str, api: &str, args: &[&str]) -> Program {
 pub async fn start_skydns(etcd: &str, upstream: SocketAddr) -> (SocketAddr, Program) {
     let argv = [
         "skydns",
+        "--lameduck",
+        "0",
         "--machines",
         etcd,
         "--domain",
