@@ -368,7 +368,11 @@ pub fn hostname() -> String {
         .ok()
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty() && h.len() <= 255)
-        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty() && h.len() <= 255))
+        .or_else(|| {
+            std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| !h.is_empty() && h.len() <= 255)
+        })
         .unwrap_or_else(|| "skydns".into())
 }
 
@@ -477,7 +481,9 @@ mod tests {
         assert!(!s.round_robin);
         assert_eq!(s.lameduck, Duration::ZERO);
         assert_eq!(s.id, "r1");
-        assert!(parse(&["--lameduck", "soon"]).unwrap_err().contains("--lameduck"));
+        assert!(parse(&["--lameduck", "soon"])
+            .unwrap_err()
+            .contains("--lameduck"));
     }
 
     #[test]

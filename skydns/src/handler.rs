@@ -116,8 +116,7 @@ impl Handler {
             return Step::Drop;
         }
         if let Some(cache) = &self.reply_cache {
-            if let Some((mut bytes, meta)) = cache.get(transport, packet, self.index.generation())
-            {
+            if let Some((mut bytes, meta)) = cache.get(transport, packet, self.index.generation()) {
                 self.metrics.answer_cache_hits.inc();
                 self.rotate(&mut bytes);
                 self.count(

@@ -177,11 +177,7 @@ pub async fn run(
         settings.tcp_idle_timeout,
         serve.clone(),
     ));
-    let http = tokio::spawn(runtime::serve_http(
-        listeners.http,
-        router,
-        serve.clone(),
-    ));
+    let http = tokio::spawn(runtime::serve_http(listeners.http, router, serve.clone()));
 
     let cache_gauges = tokio::spawn(publish_cache_sizes(gauges, serve.clone()));
     let config_dir = match settings.config_dir.clone() {

@@ -153,11 +153,14 @@ fn sigterm_stops_the_server_cleanly() {
             &format!("127.0.0.1:{http}"),
         ])
         .args(["--machines", "http://127.0.0.1:9", "--no-rec"])
+        // The real signal path through the lameduck: exit 0 once it is over.
+        .args(["--lameduck", "1s"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
+    let sent = std::time::Instant::now();
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -165,6 +168,10 @@ fn sigterm_stops_the_server_cleanly() {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             assert!(status.success(), "{status:?}");
+            assert!(
+                sent.elapsed() >= Duration::from_millis(900),
+                "exited before the lameduck"
+            );
             break;
         }
         assert!(

@@ -148,7 +148,11 @@ async fn chaos_txt_names_the_version_and_the_replica_and_nsid_echoes_it() {
                 ("authors.bind.", "kube-dns-rs authors"),
             ] {
                 let r = ask_raw(sky.dns, &raw_query(round, name, 16, CH, None), t).await;
-                assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{name} {t:?}");
+                assert_eq!(
+                    r.metadata.response_code,
+                    ResponseCode::NoError,
+                    "{name} {t:?}"
+                );
                 assert_eq!(txt(&r), vec![want.to_string()], "{name} {t:?}");
                 assert_eq!(r.answers[0].dns_class, DNSClass::CH, "{name} {t:?}");
             }
@@ -159,7 +163,11 @@ async fn chaos_txt_names_the_version_and_the_replica_and_nsid_echoes_it() {
                 ("web.default.svc.kube.local.", 1),
             ] {
                 let r = ask_raw(sky.dns, &raw_query(round, name, qtype, CH, None), t).await;
-                assert_eq!(r.metadata.response_code, ResponseCode::ServFail, "{name} {t:?}");
+                assert_eq!(
+                    r.metadata.response_code,
+                    ResponseCode::ServFail,
+                    "{name} {t:?}"
+                );
                 assert!(r.answers.is_empty());
             }
             // Other classes stay REFUSED (HS = 4).
@@ -192,7 +200,12 @@ async fn chaos_txt_names_the_version_and_the_replica_and_nsid_echoes_it() {
 
     // Defaults: the hostname is the identity; no NSID unless --nsid.
     let sky = start(&etcd, &[]).await;
-    let r = ask_raw(sky.dns, &raw_query(1, "id.server.", 16, CH, None), Transport::Udp).await;
+    let r = ask_raw(
+        sky.dns,
+        &raw_query(1, "id.server.", 16, CH, None),
+        Transport::Udp,
+    )
+    .await;
     assert_eq!(txt(&r), vec![hostname()]);
     let r = ask_raw(
         sky.dns,
@@ -239,12 +252,20 @@ async fn multi_record_answers_rotate_and_the_reply_cache_still_hits() {
                 assert_eq!(order.len(), 10, "{name} {t:?}");
                 firsts.insert(order[0].clone());
                 let sorted = dns::rdata_of(&r, rtype);
-                assert_eq!(set.get_or_insert(sorted.clone()), &sorted, "same set every time");
+                assert_eq!(
+                    set.get_or_insert(sorted.clone()),
+                    &sorted,
+                    "same set every time"
+                );
             }
             assert!(firsts.len() >= 5, "{name} {t:?}: first records {firsts:?}");
             let (hits1, auth1) = (metric(&sky, hits).await, metric(&sky, auth).await);
             assert_eq!(auth1 - auth0, 20.0, "{name} {t:?}: every reply counted");
-            assert!(hits1 - hits0 >= 18.0, "{name} {t:?}: {} cache hits", hits1 - hits0);
+            assert!(
+                hits1 - hits0 >= 18.0,
+                "{name} {t:?}: {} cache hits",
+                hits1 - hits0
+            );
         }
     }
     // dig sees the rotation too.
@@ -324,12 +345,19 @@ async fn shutdown_drains_readiness_first_and_keeps_answering_for_the_lameduck() 
         for (sent, ok) in c.await.unwrap() {
             // Everything sent before the lameduck's last 200 ms is answered.
             if sent < cancelled + Duration::from_millis(1800) {
-                assert!(ok, "a query sent {:?} after the cancel was not answered", sent.checked_duration_since(cancelled));
+                assert!(
+                    ok,
+                    "a query sent {:?} after the cancel was not answered",
+                    sent.checked_duration_since(cancelled)
+                );
                 if sent > cancelled {
                     during += 1;
                 }
             }
         }
     }
-    assert!(during >= 40, "{during} queries answered during the lameduck");
+    assert!(
+        during >= 40,
+        "{during} queries answered during the lameduck"
+    );
 }
