@@ -204,7 +204,9 @@ pub async fn run(
     if let Some(reason) = &failure {
         healthy.store(false, Ordering::Relaxed);
         tracing::error!(reason = %reason, "a serving task failed; stopping");
+        // At once, no lameduck; the caller's token too, so whatever else it drives stops.
         serve.cancel();
+        shutdown.cancel();
     }
     let rest = async {
         let _ = tokio::join!(
