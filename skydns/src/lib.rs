@@ -34,14 +34,33 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Bind the addresses from `settings`.
-    pub async fn bind(settings: &Settings) -> std::io::Result<Listeners> {
+    /// Bind the addresses from `settings`; the error names the one that could not be bound.
+    pub async fn bind(settings: &Settings) -> Result<Listeners, BindError> {
+        let err = |what: &'static str, addr: std::net::SocketAddr| {
+            move |source| BindError { what, addr, source }
+        };
         Ok(Listeners {
-            udp: UdpSocket::bind(settings.addr).await?,
-            tcp: TcpListener::bind(settings.addr).await?,
-            http: TcpListener::bind(settings.metrics_addr).await?,
+            udp: UdpSocket::bind(settings.addr)
+                .await
+                .map_err(err("DNS (UDP) --addr", settings.addr))?,
+            tcp: TcpListener::bind(settings.addr)
+                .await
+                .map_err(err("DNS (TCP) --addr", settings.addr))?,
+            http: TcpListener::bind(settings.metrics_addr)
+                .await
+                .map_err(err("HTTP --metrics-addr", settings.metrics_addr))?,
         })
     }
+}
+
+/// A listen address that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind {what} {addr}: {source}")]
+pub struct BindError {
+    pub what: &'static str,
+    pub addr: std::net::SocketAddr,
+    #[source]
+    pub source: std::io::Error,
 }
 
 /// Serve until `shutdown` is cancelled.

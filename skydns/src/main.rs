@@ -16,10 +16,7 @@ async fn main() -> std::process::ExitCode {
     let listeners = match skydns::Listeners::bind(&settings).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!(
-                "skydns: cannot bind {} / {}: {e}",
-                settings.addr, settings.metrics_addr
-            );
+            eprintln!("skydns: {e}");
             return std::process::ExitCode::from(1);
         }
     };

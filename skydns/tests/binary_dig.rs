@@ -142,6 +142,33 @@ fn bad_flags_exit_2_before_binding() {
 }
 
 #[test]
+fn a_taken_port_is_named_in_the_error() {
+    // The metrics port is taken; the DNS port is free.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics = taken.local_addr().unwrap();
+    let free = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dns = free.local_addr().unwrap();
+    drop(free);
+    let out = Command::new(env!("CARGO_BIN_EXE_skydns"))
+        .args([
+            "--addr",
+            &dns.to_string(),
+            "--metrics-addr",
+            &metrics.to_string(),
+        ])
+        .args(["--nameservers", "127.0.0.1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("HTTP --metrics-addr {metrics}"))
+            && !stderr.contains(&dns.to_string()),
+        "names the taken address only: {stderr}"
+    );
+}
+
+#[test]
 fn sigterm_stops_the_server_cleanly() {
     let port = test_support::free_port();
     let http = test_support::free_port();

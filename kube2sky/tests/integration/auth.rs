@@ -318,7 +318,11 @@ async fn wrong_ca_is_refused_clearly() {
         &k,
         &etcd,
         &api,
-        &["UnknownIssuer", "invalid peer certificate", "client error (Connect)"],
+        &[
+            "UnknownIssuer",
+            "invalid peer certificate",
+            "client error (Connect)",
+        ],
     )
     .await;
 }
