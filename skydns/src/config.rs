@@ -401,13 +401,7 @@ fn valid_domain(d: &str) -> bool {
 
 /// `ip`, `ip:port`, `[v6]:port` → socket address (port 53 by default).
 pub fn parse_nameserver(s: &str) -> Option<SocketAddr> {
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Some(a);
-    }
-    s.trim_matches(|c| c == '[' || c == ']')
-        .parse::<std::net::IpAddr>()
-        .ok()
-        .map(|ip| SocketAddr::new(ip, 53))
+    crate::forward::stubs::parse_address(s)
 }
 
 fn parse_nameservers(list: &str) -> Result<Vec<SocketAddr>, ConfigError> {

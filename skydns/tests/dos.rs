@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::{metric, ready};
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -18,22 +20,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 const Z: &str = "kube.local";
-
-async fn ready(sky: &common::Sky) {
-    test_support::eventually(Duration::from_secs(10), "ready", || async {
-        (common::http_get(sky.http, "/readiness").await.0 == 200).then_some(())
-    })
-    .await;
-}
-
-/// The value of an unlabelled metric, 0 when absent.
-async fn metric(sky: &common::Sky, name: &str) -> u64 {
-    let (_, body) = common::http_get(sky.http, "/metrics").await;
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
-}
 
 async fn ask(sky: &common::Sky, name: &str, rtype: RecordType, t: Transport) -> Message {
     dns::query(sky.dns, name, rtype, t)

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::{metric, ready};
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -24,22 +26,6 @@ fn key(name: &str) -> String {
 
 fn fqdn(name: &str) -> String {
     format!("{name}.hostile.svc.{Z}.")
-}
-
-async fn ready(sky: &common::Sky) {
-    test_support::eventually(Duration::from_secs(10), "ready", || async {
-        (common::http_get(sky.http, "/readiness").await.0 == 200).then_some(())
-    })
-    .await;
-}
-
-/// The value of an unlabelled metric, 0 when absent.
-async fn metric(sky: &common::Sky, name: &str) -> u64 {
-    let (_, body) = common::http_get(sky.http, "/metrics").await;
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
 }
 
 /// The 10 KiB TXT served in 255-byte strings: printable, varied, no two strings alike.

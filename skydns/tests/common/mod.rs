@@ -104,3 +104,20 @@ pub use test_support::http::get as http_get;
 pub async fn put(client: &mut etcd_client::Client, key: &str, value: &str) {
     client.put(key, value, None).await.expect("etcd put");
 }
+
+/// Wait (up to 10 s) until `/readiness` answers 200.
+pub async fn ready(sky: &Sky) {
+    test_support::eventually(std::time::Duration::from_secs(10), "ready", || async {
+        (http_get(sky.http, "/readiness").await.0 == 200).then_some(())
+    })
+    .await;
+}
+
+/// The value of an unlabelled metric, 0 when absent.
+pub async fn metric(sky: &Sky, name: &str) -> u64 {
+    let (_, body) = http_get(sky.http, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
