@@ -214,12 +214,16 @@ pub async fn run(
     // non-zero and Kubernetes restarts it rather than leaving it half-deaf.
     let (mut feed, mut udp, mut tcp, mut http) = (feed, udp, tcp, http);
     let failure = tokio::select! {
+        // The stop itself first: a task that ends because `serve` was cancelled is no failure.
+        biased;
         _ = serve.cancelled() => None,
         r = &mut feed => Some(format!("etcd feed task ended: {}", ended(r.map(Ok::<(), String>)))),
         r = &mut udp => Some(format!("udp threads ended: {}", ended(r.map(|r| r.map_err(|e| e.to_string()))))),
         r = &mut tcp => Some(format!("tcp acceptor ended: {}", ended(r.map(|r| r.map_err(|e| e.to_string()))))),
         r = &mut http => Some(format!("http server ended: {}", ended(r.map(|r| r.map_err(|e| e.to_string()))))),
     };
+    // A task may have seen `serve` cancelled and returned in the same instant.
+    let failure = failure.filter(|_| !serve.is_cancelled());
     if let Some(reason) = &failure {
         healthy.store(false, Ordering::Relaxed);
         tracing::error!(reason = %reason, "a serving task failed; stopping");

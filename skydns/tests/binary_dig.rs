@@ -183,7 +183,7 @@ fn sigterm_stops_the_server_cleanly() {
         // The real signal path through the lameduck: exit 0 once it is over.
         .args(["--lameduck", "1s"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -194,7 +194,13 @@ fn sigterm_stops_the_server_cleanly() {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{status:?}");
+            if !status.success() {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                panic!("{status:?}: {err}");
+            }
             assert!(
                 sent.elapsed() >= Duration::from_millis(900),
                 "exited before the lameduck"
