@@ -48,7 +48,7 @@ pub fn owned_ranges(zone: &Zone) -> Vec<OwnedRange> {
         .owned_tree_prefixes()
         .into_iter()
         .map(|p| OwnedRange {
-            end: prefix_end(&p),
+            end: msg::prefix_end(&p),
             start: p,
             reverse: false,
         })
@@ -60,23 +60,11 @@ pub fn owned_ranges(zone: &Zone) -> Vec<OwnedRange> {
         reverse: false,
     });
     out.extend(zone.reverse_prefixes().into_iter().map(|p| OwnedRange {
-        end: prefix_end(&p),
+        end: msg::prefix_end(&p),
         start: p,
         reverse: true,
     }));
     out
-}
-
-/// The smallest key greater than every key starting with `prefix` (prefixes end in `/`).
-fn prefix_end(prefix: &str) -> String {
-    let mut bytes = prefix.as_bytes().to_vec();
-    while let Some(last) = bytes.pop() {
-        if last < 0x7f {
-            bytes.push(last + 1);
-            break;
-        }
-    }
-    String::from_utf8(bytes).unwrap_or_default()
 }
 
 /// Counts for metrics.

@@ -144,7 +144,7 @@ async fn read_all(
     metrics: &Metrics,
 ) -> Result<(Snapshot, i64), etcd_client::Error> {
     let mut map = Snapshot::default();
-    let range_end = prefix_end(root.as_bytes());
+    let range_end = msg::prefix_end(root).into_bytes();
     let mut start: Vec<u8> = root.as_bytes().to_vec();
     let mut revision = 0i64;
     loop {
@@ -174,18 +174,6 @@ async fn read_all(
         }
     }
     Ok((map, revision))
-}
-
-/// The first key after every key starting with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 fn path_of(settings: &Settings, key: &[u8]) -> Option<Arc<str>> {

@@ -42,6 +42,20 @@ impl Default for Prefix {
     }
 }
 
+/// The first key after every key that starts with `prefix` (the exclusive end of an etcd range
+/// read or watch of the prefix): the last byte below 0x7f incremented, anything after it
+/// dropped. Keys are ASCII (see [`Prefix`]); `/skydns/` → `/skydns0`.
+pub fn prefix_end(prefix: &str) -> String {
+    let mut bytes = prefix.as_bytes().to_vec();
+    while let Some(last) = bytes.pop() {
+        if last < 0x7f {
+            bytes.push(last + 1);
+            break;
+        }
+    }
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
 /// The path of a DNS name: lower-cased labels, reversed, joined with `/`. The root is `""`.
 pub fn name_to_path(name: &str) -> String {
     let name = name.trim_end_matches('.');
@@ -86,6 +100,18 @@ pub fn key_to_name(prefix: &Prefix, key: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn prefix_end_bounds_the_prefix() {
+        assert_eq!(prefix_end("/skydns/"), "/skydns0");
+        assert_eq!(
+            prefix_end("/skydns/local/cluster/svc/"),
+            "/skydns/local/cluster/svc0"
+        );
+        assert!(*"/skydns/zz" < *prefix_end("/skydns/"));
+        assert_eq!(prefix_end("a\u{7f}"), "b");
+    }
+
     use super::*;
     use proptest::prelude::*;
 
