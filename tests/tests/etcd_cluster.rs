@@ -15,7 +15,7 @@ use common::{http_get, start_kube2sky, start_skydns, Program, ZONE};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType::A;
 use test_support::dns::{self, Transport};
-use test_support::etcd::EtcdCluster;
+use test_support::etcd::{dump, EtcdCluster};
 use test_support::objects::service_cluster_ip;
 use test_support::upstream::{FakeUpstream, Mode};
 use test_support::TestApiServer;
@@ -50,27 +50,6 @@ fn expected(services: &BTreeMap<String, String>, ttl: u32) -> BTreeMap<String, S
         );
     }
     m
-}
-
-async fn dump(c: &mut etcd_client::Client) -> Option<BTreeMap<String, String>> {
-    let resp = c
-        .get(
-            "/skydns/",
-            Some(etcd_client::GetOptions::new().with_prefix()),
-        )
-        .await
-        .ok()?;
-    Some(
-        resp.kvs()
-            .iter()
-            .map(|kv| {
-                (
-                    String::from_utf8_lossy(kv.key()).into_owned(),
-                    String::from_utf8_lossy(kv.value()).into_owned(),
-                )
-            })
-            .collect(),
-    )
 }
 
 /// Wait until etcd (through `c`) holds exactly `want` under `/skydns/`.

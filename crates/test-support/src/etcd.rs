@@ -455,3 +455,28 @@ impl Drop for EtcdCluster {
         }
     }
 }
+
+/// Every key under `/skydns/` with its value, as the tests compare etcd's contents; `None` when
+/// etcd does not answer.
+pub async fn dump(
+    client: &mut etcd_client::Client,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    let resp = client
+        .get(
+            "/skydns/",
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await
+        .ok()?;
+    Some(
+        resp.kvs()
+            .iter()
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    String::from_utf8_lossy(kv.value()).into_owned(),
+                )
+            })
+            .collect(),
+    )
+}

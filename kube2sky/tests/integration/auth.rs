@@ -149,6 +149,20 @@ fn kubecfg_flag(path: &Path) -> String {
     format!("--kubecfg-file={}", path.display())
 }
 
+/// Write `kubeconfig` into `dir` and start kube2sky with it against `etcd`.
+fn with_kubeconfig(dir: &Path, etcd: &EtcdProcess, kubeconfig: &str) -> Proc {
+    let cfg = write(dir, "kubeconfig.yaml", kubeconfig);
+    Proc::start(
+        dir,
+        &[BIN],
+        &[
+            format!("--etcd-server={}", etcd.endpoint()),
+            kubecfg_flag(&cfg),
+        ],
+        &[],
+    )
+}
+
 /// Served (authenticated) resource requests, i.e. more than health checks.
 fn resource_requests(api: &TestApiServer) -> Vec<String> {
     api.authenticated_requests()
@@ -173,24 +187,15 @@ async fn client_certificate(kind: KeyKind) {
         KeyKind::Rsa => "-----BEGIN RSA PRIVATE KEY-----",
     };
     assert!(key_pem.starts_with(header), "key format: {key_pem:.40}");
-    let cfg = write(
+    let k = with_kubeconfig(
         dir.path(),
-        "kubeconfig.yaml",
+        &etcd,
         &kubeconfig::with_client_cert(
             &api.url(),
             &ca.cert_pem().expect("ca"),
             &client.cert_pem().expect("cert"),
             &key_pem,
         ),
-    );
-    let k = Proc::start(
-        dir.path(),
-        &[BIN],
-        &[
-            format!("--etcd-server={}", etcd.endpoint()),
-            kubecfg_flag(&cfg),
-        ],
-        &[],
     );
     assert!(
         k.ready_within(SETTLE).await,
@@ -223,19 +228,10 @@ async fn kubeconfig_with_bearer_token() {
     let ca = TestCa::new(dir.path(), "cluster").expect("CA");
     let api = https_api(&ca, &ca, KeyKind::Ec, &["t0ken-kube2sky"]).await;
     let etcd = EtcdProcess::start().await.expect("etcd");
-    let cfg = write(
+    let k = with_kubeconfig(
         dir.path(),
-        "kubeconfig.yaml",
+        &etcd,
         &kubeconfig::with_token(&api.url(), &ca.cert_pem().expect("ca"), "t0ken-kube2sky"),
-    );
-    let k = Proc::start(
-        dir.path(),
-        &[BIN],
-        &[
-            format!("--etcd-server={}", etcd.endpoint()),
-            kubecfg_flag(&cfg),
-        ],
-        &[],
     );
     assert!(
         k.ready_within(SETTLE).await,
@@ -295,24 +291,15 @@ async fn wrong_ca_is_refused_clearly() {
         .client("admin", "/O=system:masters/CN=system:admin", KeyKind::Ec)
         .expect("client certificate");
     // The kubeconfig trusts `other`, which did not sign the server's certificate.
-    let cfg = write(
+    let k = with_kubeconfig(
         dir.path(),
-        "kubeconfig.yaml",
+        &etcd,
         &kubeconfig::with_client_cert(
             &api.url(),
             &other.cert_pem().expect("ca"),
             &client.cert_pem().expect("cert"),
             &client.key_pem().expect("key"),
         ),
-    );
-    let k = Proc::start(
-        dir.path(),
-        &[BIN],
-        &[
-            format!("--etcd-server={}", etcd.endpoint()),
-            kubecfg_flag(&cfg),
-        ],
-        &[],
     );
     refused(
         &k,
@@ -336,24 +323,15 @@ async fn expired_client_certificate_is_refused_clearly() {
     let client = ca
         .expired_client("admin", "/O=system:masters/CN=system:admin", KeyKind::Ec)
         .expect("expired client certificate");
-    let cfg = write(
+    let k = with_kubeconfig(
         dir.path(),
-        "kubeconfig.yaml",
+        &etcd,
         &kubeconfig::with_client_cert(
             &api.url(),
             &ca.cert_pem().expect("ca"),
             &client.cert_pem().expect("cert"),
             &client.key_pem().expect("key"),
         ),
-    );
-    let k = Proc::start(
-        dir.path(),
-        &[BIN],
-        &[
-            format!("--etcd-server={}", etcd.endpoint()),
-            kubecfg_flag(&cfg),
-        ],
-        &[],
     );
     // The server rejects the certificate in the handshake (an alert reaches the client).
     refused(
@@ -376,19 +354,10 @@ async fn revoked_token_is_refused_clearly() {
     let ca = TestCa::new(dir.path(), "cluster").expect("CA");
     let api = https_api(&ca, &ca, KeyKind::Ec, &["the-valid-one"]).await;
     let etcd = EtcdProcess::start().await.expect("etcd");
-    let cfg = write(
+    let k = with_kubeconfig(
         dir.path(),
-        "kubeconfig.yaml",
+        &etcd,
         &kubeconfig::with_token(&api.url(), &ca.cert_pem().expect("ca"), "revoked"),
-    );
-    let k = Proc::start(
-        dir.path(),
-        &[BIN],
-        &[
-            format!("--etcd-server={}", etcd.endpoint()),
-            kubecfg_flag(&cfg),
-        ],
-        &[],
     );
     refused(&k, &etcd, &api, &["401", "Unauthorized"]).await;
     assert!(

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use etcd_client::GetOptions;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -122,24 +121,7 @@ impl Kube2sky {
 
 pub use test_support::http::get as http_get;
 
-/// Every key under `/skydns/` with its value.
-pub async fn dump(client: &mut etcd_client::Client) -> Option<BTreeMap<String, String>> {
-    let resp = client
-        .get("/skydns/", Some(GetOptions::new().with_prefix()))
-        .await
-        .ok()?;
-    Some(
-        resp.kvs()
-            .iter()
-            .map(|kv| {
-                (
-                    String::from_utf8_lossy(kv.key()).into_owned(),
-                    String::from_utf8_lossy(kv.value()).into_owned(),
-                )
-            })
-            .collect(),
-    )
-}
+pub use test_support::etcd::dump;
 
 /// Wait until etcd holds exactly `expected` under `/skydns/`; on timeout, show the difference.
 pub async fn expect_exactly(client: &mut etcd_client::Client, expected: &BTreeMap<String, String>) {

@@ -220,7 +220,6 @@ impl Forwarder {
     ) -> Result<Upstream, ForwardError> {
         let name = query.name();
         let lower = name.to_lowercase();
-        tracing::trace!(%name, "resolve");
         if let Some(probed) = self.probe_returned(&lower) {
             return Err(ForwardError::Loop(probed));
         }
