@@ -118,6 +118,21 @@ pub struct Config {
     /// On shutdown, keep answering DNS this long after `/readiness` turns 503 (`0` = none).
     #[arg(long, env = "SKYDNS_LAMEDUCK", default_value = "5s")]
     pub lameduck: String,
+    /// Write one line per query to stdout, in CoreDNS `log`'s common format.
+    #[arg(long, env = "SKYDNS_LOG_QUERIES")]
+    pub log_queries: bool,
+    /// Pod records (`a-b-c-d.<ns>.pod.<zone>`): `verified` answers what kube2sky wrote,
+    /// `insecure` answers any such name from the address in it, `disabled` answers NXDOMAIN.
+    #[arg(long, env = "SKYDNS_PODS", value_enum, default_value_t = PodsMode::Verified)]
+    pub pods: PodsMode,
+    /// Answer a pod's `<name>.<ns>.svc.<zone>` misses by walking the rest of its search path
+    /// server-side (CoreDNS `autopath`); the pod is found by its source address.
+    #[arg(long, env = "SKYDNS_AUTOPATH")]
+    pub autopath: bool,
+    /// A name in the zone whose records `local.dns.<zone>` answers (SkyDNS `-local`: give each
+    /// replica its own, e.g. `r1.replicas.dns.cluster.local`).
+    #[arg(long, env = "SKYDNS_LOCAL")]
+    pub local: Option<String>,
     /// etcd client TLS key (PEM).
     #[arg(long = "tls-key", env = "ETCD_TLSKEY")]
     pub tls_key: Option<String>,
@@ -175,6 +190,22 @@ pub struct Settings {
     pub id: String,
     pub nsid: bool,
     pub lameduck: Duration,
+    pub log_queries: bool,
+    pub pods: PodsMode,
+    pub autopath: bool,
+    /// `--local`: the name (in the zone) that `local.dns.<zone>` answers for.
+    pub local: Option<String>,
+}
+
+/// `--pods`: how the pod tree is answered (CoreDNS's `pods` option names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PodsMode {
+    /// Only the pod records kube2sky wrote.
+    Verified,
+    /// Any `a-b-c-d.<ns>.pod.<zone>` from the address in the name, as kube-dns did.
+    Insecure,
+    /// NXDOMAIN for every name below `pod.<zone>`.
+    Disabled,
 }
 
 impl Settings {
@@ -295,6 +326,18 @@ impl Config {
         } else {
             parse_duration("--serve-stale", &self.serve_stale)?
         };
+        let local = match self.local.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(name) => {
+                let fqdn = format!("{}.", name.trim_end_matches('.')).to_ascii_lowercase();
+                let parsed = hickory_proto::rr::Name::from_ascii(&fqdn)
+                    .map_err(|_| ConfigError::new("--local", name, "not a domain name"))?;
+                if !cluster.zone_of(&parsed) {
+                    return Err(ConfigError::new("--local", name, "not a name in --domain"));
+                }
+                Some(fqdn)
+            }
+        };
         let lameduck = if self.lameduck.trim() == "0" {
             Duration::ZERO
         } else {
@@ -358,6 +401,10 @@ impl Config {
             id,
             nsid: self.nsid,
             lameduck,
+            log_queries: self.log_queries,
+            pods: self.pods,
+            autopath: self.autopath,
+            local,
         })
     }
 }

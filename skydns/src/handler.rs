@@ -14,7 +14,8 @@ use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use crate::answer::{answer, Outcome, ZoneParams};
 use crate::forward::{Forwarder, Transport};
 use crate::index::Index;
-use crate::metrics::{Cause, Metrics, System};
+use crate::metrics::{Cause, Metrics, QueryObservation, System};
+use crate::observe::{raw_qtype, Client, ErrorLog, QueryLog};
 use crate::reply_cache::{ReplyCache, ReplyMeta};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -46,6 +47,10 @@ pub struct Ops {
     pub nsid: bool,
     /// Replies rotated so far: the next rotation's offset.
     pub rotation: AtomicUsize,
+    /// `--log-queries`: one line per query (off when `None`; costs nothing then).
+    pub query_log: Option<QueryLog>,
+    /// SERVFAIL causes, logged once per cause and rate-limited.
+    pub errors: ErrorLog,
 }
 
 impl Default for Ops {
@@ -55,6 +60,8 @@ impl Default for Ops {
             identity: "skydns".into(),
             nsid: false,
             rotation: AtomicUsize::new(0),
+            query_log: None,
+            errors: ErrorLog::default(),
         }
     }
 }
@@ -77,7 +84,10 @@ pub struct Pending {
     resp: Message,
     query: Query,
     dnssec_ok: bool,
-    transport: Transport,
+    client: Client,
+    /// The request as received when the query log wants it (empty otherwise).
+    request: Vec<u8>,
+    request_size: usize,
     max: usize,
     started: Instant,
     /// `true`: a CNAME chase out of the zone (append answers); `false`: plain forwarding.
@@ -95,8 +105,8 @@ enum Prepared {
 
 impl Handler {
     /// Answer one packet, waiting for the upstream if needed. `None`: send nothing.
-    pub async fn handle(&self, packet: &[u8], transport: Transport) -> Option<Vec<u8>> {
-        match self.handle_sync(packet, transport) {
+    pub async fn handle(&self, packet: &[u8], client: Client) -> Option<Vec<u8>> {
+        match self.handle_sync(packet, client) {
             Step::Reply(b) => Some(b),
             Step::Drop => None,
             Step::Upstream(p) => self.finish(*p).await,
@@ -104,8 +114,9 @@ impl Handler {
     }
 
     /// Everything that needs no upstream, without awaiting anything.
-    pub fn handle_sync(&self, packet: &[u8], transport: Transport) -> Step {
+    pub fn handle_sync(&self, packet: &[u8], client: Client) -> Step {
         let started = Instant::now();
+        let transport = client.transport;
         if packet.len() < 12 {
             self.metrics.malformed_queries.inc();
             return Step::Drop;
@@ -119,13 +130,14 @@ impl Handler {
             if let Some((mut bytes, meta)) = cache.get(transport, packet, self.index.generation()) {
                 self.metrics.answer_cache_hits.inc();
                 self.rotate(&mut bytes);
-                self.count(
-                    meta.system,
-                    meta.rcode,
-                    meta.truncated,
+                let asked = Asked {
+                    client,
+                    request: packet,
+                    request_size: packet.len(),
+                    qtype: raw_qtype(packet),
                     started,
-                    bytes.len(),
-                );
+                };
+                self.observe(&asked, &bytes, meta.system, meta.rcode, meta.truncated);
                 return Step::Reply(bytes);
             }
         }
@@ -144,9 +156,16 @@ impl Handler {
             },
         };
         let dnssec_ok = req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
-        let (resp, query, chase) = match self.prepare(&req, dnssec_ok, transport) {
+        let asked = Asked {
+            client,
+            request: packet,
+            request_size: packet.len(),
+            qtype: raw_qtype(packet),
+            started,
+        };
+        let (resp, query, chase) = match self.prepare(&req, dnssec_ok, client) {
             Prepared::Ready(resp, system, cacheable) => {
-                let mut step = self.send(resp, system, max, started);
+                let mut step = self.send(resp, system, max, &asked);
                 if let (Some(generation), Some(cache), Step::Reply(bytes)) =
                     (cacheable, &self.reply_cache, &step)
                 {
@@ -179,14 +198,20 @@ impl Handler {
                 resp.metadata.response_code = ResponseCode::Refused;
                 System::Recursive
             };
-            return self.send(resp, system, max, started);
+            return self.send(resp, system, max, &asked);
         };
         Step::Upstream(Box::new(Pending {
             permit,
             resp,
             query,
             dnssec_ok,
-            transport,
+            client,
+            request: if self.ops.query_log.is_some() {
+                packet.to_vec()
+            } else {
+                Vec::new()
+            },
+            request_size: packet.len(),
             max,
             started,
             chase,
@@ -199,22 +224,31 @@ impl Handler {
             mut resp,
             query,
             dnssec_ok,
-            transport,
+            client,
+            request,
+            request_size,
             max,
             started,
             chase,
             permit,
         } = p;
+        let asked = Asked {
+            client,
+            request: &request,
+            request_size,
+            qtype: u16::from(query.query_type()),
+            started,
+        };
         let result = self
             .forwarder
-            .resolve(&query, dnssec_ok, transport, Some(permit))
+            .resolve(&query, dnssec_ok, client.transport, Some(permit))
             .await;
         if chase {
             // A CNAME out of the zone: append the target's records when the upstream has them.
             if let Ok(up) = result {
                 resp.answers.extend(up.answers);
             }
-            return match self.send(resp, System::Auth, max, started) {
+            return match self.send(resp, System::Auth, max, &asked) {
                 Step::Reply(mut b) => {
                     self.rotate(&mut b);
                     Some(b)
@@ -234,12 +268,12 @@ impl Handler {
                 system
             }
             Err(e) => {
-                tracing::debug!(name = %query.name(), error = %e, cause = e.label(), "forwarding failed");
+                self.ops.errors.servfail(e.label(), query.name(), &e);
                 resp.metadata.response_code = ResponseCode::ServFail;
                 System::Recursive
             }
         };
-        match self.send(resp, system, max, started) {
+        match self.send(resp, system, max, &asked) {
             Step::Reply(mut b) => {
                 self.rotate(&mut b);
                 Some(b)
@@ -281,28 +315,32 @@ impl Handler {
         Prepared::Ready(resp, System::Auth, None)
     }
 
-    fn send(&self, mut resp: Message, system: System, max: usize, started: Instant) -> Step {
+    fn send(&self, mut resp: Message, system: System, max: usize, asked: &Asked<'_>) -> Step {
         let Some(bytes) = fit(&mut resp, max) else {
             return Step::Drop;
         };
-        self.count(
+        self.observe(
+            asked,
+            &bytes,
             system,
             resp.metadata.response_code,
             resp.metadata.truncation,
-            started,
-            bytes.len(),
         );
         Step::Reply(bytes)
     }
 
-    fn count(
+    /// Count (SkyDNS and CoreDNS metrics) and log one reply.
+    fn observe(
         &self,
+        asked: &Asked<'_>,
+        reply: &[u8],
         system: System,
         rcode: ResponseCode,
         truncated: bool,
-        started: Instant,
-        size: usize,
     ) {
+        let took = asked.started.elapsed();
+        let seconds = took.as_secs_f64();
+        let size = reply.len();
         if truncated {
             self.metrics.error(system, Cause::Truncated);
         }
@@ -312,11 +350,24 @@ impl Handler {
             ResponseCode::Refused => self.metrics.error(system, Cause::Refused),
             _ => {}
         }
-        self.metrics
-            .observe(system, started.elapsed().as_secs_f64(), size);
+        self.metrics.observe(system, seconds, size);
+        self.metrics.observe_query(&QueryObservation {
+            transport: asked.client.transport,
+            ipv6: asked.client.addr.is_ipv6(),
+            qtype: asked.qtype,
+            rcode,
+            system,
+            request_size: asked.request_size,
+            reply_size: size,
+            seconds,
+        });
+        if let Some(log) = &self.ops.query_log {
+            log.log(asked.client, asked.request, reply, rcode, took);
+        }
     }
 
-    fn prepare(&self, req: &Message, dnssec_ok: bool, transport: Transport) -> Prepared {
+    fn prepare(&self, req: &Message, dnssec_ok: bool, client: Client) -> Prepared {
+        let transport = client.transport;
         let mut resp = Message::new(req.metadata.id, MessageType::Response, req.metadata.op_code);
         resp.metadata.recursion_desired = req.metadata.recursion_desired;
         resp.metadata.checking_disabled = req.metadata.checking_disabled;
@@ -373,6 +424,9 @@ impl Handler {
                     System::Auth
                 };
                 if !snap.ready {
+                    self.ops
+                        .errors
+                        .servfail("index_not_ready", qname, &"no etcd snapshot read yet");
                     resp.metadata.response_code = ResponseCode::ServFail;
                     return Prepared::Ready(resp, system, None);
                 }
@@ -407,6 +461,17 @@ impl Handler {
             }
         }
     }
+}
+
+/// The request side of a reply being observed.
+struct Asked<'a> {
+    client: Client,
+    /// The request bytes (empty when a pending lookup kept none: the query log is off).
+    request: &'a [u8],
+    request_size: usize,
+    /// The question's type (0 when unreadable).
+    qtype: u16,
+    started: Instant,
 }
 
 /// Put an upstream answer into our reply.

@@ -11,6 +11,7 @@ pub mod forward;
 pub mod handler;
 pub mod index;
 pub mod metrics;
+pub mod observe;
 pub mod reply_cache;
 pub mod rotate;
 pub mod tcp;
@@ -118,6 +119,15 @@ pub async fn run(
             identity: settings.id.clone(),
             nsid: settings.nsid,
             rotation: Default::default(),
+            query_log: if settings.log_queries {
+                Some(observe::QueryLog::start(
+                    Box::new(std::io::stdout()),
+                    metrics.query_log_dropped.clone(),
+                )?)
+            } else {
+                None
+            },
+            errors: Default::default(),
         },
     });
     tracing::info!(

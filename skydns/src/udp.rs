@@ -18,7 +18,7 @@ use rustix::net::addr::SocketAddrArg;
 use rustix::net::{sendmmsg, sendto, MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
 use tokio_util::sync::CancellationToken;
 
-use crate::forward::Transport;
+use crate::observe::Client;
 use crate::handler::{Handler, Step};
 
 /// How often a blocked receive wakes up to check for shutdown (also the send timeout).
@@ -118,7 +118,7 @@ impl Worker {
 
     /// Answer one datagram: into `outbox` when the reply is ready now, else on a task.
     fn answer(&self, packet: &[u8], peer: SocketAddr, outbox: &mut Vec<(Vec<u8>, SocketAddr)>) {
-        match self.handler.handle_sync(packet, Transport::Udp) {
+        match self.handler.handle_sync(packet, Client::udp(peer)) {
             Step::Reply(bytes) => outbox.push((bytes, peer)),
             Step::Drop => {}
             // The handler holds the upstream budget: a pending lookup carries its permit.

@@ -192,7 +192,9 @@ fn raw_query(id: u16, name: &str, qtype: u16, edns: Option<u16>) -> Vec<u8> {
 }
 
 fn reply(h: &Handler, packet: &[u8], t: Transport) -> Vec<u8> {
-    match h.handle_sync(packet, t) {
+    let addr = "127.0.0.1:4000".parse().unwrap();
+    let client = skydns::observe::Client { addr, transport: t };
+    match h.handle_sync(packet, client) {
         Step::Reply(bytes) => bytes,
         Step::Drop => panic!("{t:?}: dropped"),
         Step::Upstream(_) => panic!("{t:?}: an in-zone name went upstream"),

@@ -118,7 +118,11 @@ fn handler() -> &'static Handler {
 }
 
 fn check(data: &[u8], t: Transport) -> Option<Vec<u8>> {
-    let bytes = match handler().handle_sync(data, t) {
+    let client = skydns::observe::Client {
+        addr: "127.0.0.1:4000".parse().unwrap(),
+        transport: t,
+    };
+    let bytes = match handler().handle_sync(data, client) {
         Step::Reply(bytes) => bytes,
         Step::Drop | Step::Upstream(_) => return None,
     };
