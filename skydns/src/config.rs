@@ -232,14 +232,8 @@ impl Config {
                 "not a domain name",
             ));
         }
-        let prefix = self.path_prefix.trim_matches('/');
-        if prefix.is_empty() || prefix.contains('/') {
-            return Err(ConfigError::new(
-                "--path-prefix",
-                &self.path_prefix,
-                "must be one non-empty path segment",
-            ));
-        }
+        let prefix = msg::Prefix::parse(&self.path_prefix)
+            .map_err(|e| ConfigError::new("--path-prefix", &self.path_prefix, e.to_string()))?;
         let machines: Vec<String> = split_list(&self.machines);
         if machines.is_empty() {
             return Err(ConfigError::new(
@@ -295,7 +289,7 @@ impl Config {
                 ));
             }
         }
-        let zone = msg::Zone::new(msg::Prefix::new(prefix), domain);
+        let zone = msg::Zone::new(prefix, domain);
         let cluster = hickory_proto::rr::Name::from_ascii(zone.domain())
             .map_err(|_| ConfigError::new("--domain", &self.domain, "not a domain name"))?;
         let stub_domains = self

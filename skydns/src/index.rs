@@ -34,6 +34,8 @@ pub struct Rec {
     /// 0 = the server's default TTL.
     pub ttl: u32,
     pub targetstrip: u32,
+    /// SkyDNS `group` (empty: none).
+    pub group: Box<str>,
 }
 
 impl Rec {
@@ -66,6 +68,7 @@ impl Rec {
             // RFC 2181 §8: a TTL with the top bit set is treated as zero (here: the default).
             ttl: if r.ttl > MAX_TTL { 0 } else { r.ttl },
             targetstrip: r.targetstrip,
+            group: r.group.as_str().into(),
         })
     }
 }

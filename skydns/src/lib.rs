@@ -78,7 +78,9 @@ pub async fn run(
         settings.ttl,
         settings.min_ttl,
         &settings.hostmaster,
-    );
+    )
+    .with_pods(settings.pods)
+    .with_local(settings.local.as_deref());
     let forwarder = forward::Forwarder::new(
         forward::ForwardSettings {
             upstreams: settings.upstreams.clone(),

@@ -4,7 +4,6 @@
 //! - `Handler::handle_sync` end to end over an in-memory index (our own index, not an etcd
 //!   stand-in): any UDP reply fits the client's size (512 without EDNS, min(client, 1232) with
 //!   it), decodes, keeps the id, is complete over TCP, and a reply-cache hit equals a miss;
-//! - name ↔ path: skydns's `path_of_name` agrees with the contract's `msg::name_to_path`;
 //! - record values: what `msg::encode_value` writes, `skydns::index::parse_entry` reads back.
 
 use std::collections::BTreeSet;
@@ -16,7 +15,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::rdata::{A, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use proptest::prelude::*;
-use skydns::answer::{path_of_name, ZoneParams};
+use skydns::answer::ZoneParams;
 use skydns::forward::{Forwarder, Transport};
 use skydns::handler::{fit, Handler, Step};
 use skydns::index::{parse_entry, Host, Index, Snapshot};
@@ -286,45 +285,6 @@ proptest! {
 
 proptest! {
     #![proptest_config(config(256))]
-
-    #[test]
-    fn path_of_name_agrees_with_the_contract(
-        labels in prop::collection::vec("[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,38}[a-zA-Z0-9_])?", 1..6),
-    ) {
-        let text = format!("{}.kube.local.", labels.join("."));
-        let name = Name::from_ascii(&text).unwrap();
-        let path = path_of_name(&name);
-        let expected = msg::name_to_path(&text);
-        prop_assert_eq!(path.as_deref(), Some(expected.as_str()));
-        let path = path.unwrap();
-        prop_assert_eq!(msg::path_to_name(&path), text.to_ascii_lowercase());
-        let key = msg::name_to_key(&msg::Prefix::default(), &text);
-        prop_assert_eq!(key, format!("/skydns/{path}"));
-    }
-
-    #[test]
-    fn path_of_name_never_escapes_a_label(
-        labels in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..20), 1..6),
-    ) {
-        let Ok(name) = Name::from_labels(labels.iter().map(|l| l.as_slice())) else {
-            return Ok(());
-        };
-        match path_of_name(&name) {
-            Some(path) => {
-                // One path segment per label, lower-cased, in reverse: no label can add a
-                // segment (a `/`) and so reach a key the name does not map to.
-                let segments: Vec<&str> = path.split('/').collect();
-                prop_assert_eq!(segments.len(), name.iter().count());
-                for (seg, label) in segments.iter().rev().zip(name.iter()) {
-                    let lower = label.to_ascii_lowercase();
-                    prop_assert_eq!(seg.as_bytes(), lower.as_slice());
-                }
-            }
-            None => prop_assert!(name
-                .iter()
-                .any(|l| l.contains(&b'/') || !l.is_ascii() || l.is_empty())),
-        }
-    }
 
     #[test]
     fn encoded_values_read_back_into_the_index(

@@ -7,8 +7,31 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prefix(String);
 
+/// Why a configured prefix cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a key prefix like /skydns (non-empty segments of printable ASCII, no spaces)"
+)]
+pub struct PrefixError(pub String);
+
 impl Prefix {
-    /// Normalise `skydns`, `/skydns`, `/skydns/` alike.
+    /// The one validator both programs use for `--path-prefix`/`--etcd-prefix`: one or more
+    /// non-empty `/`-separated segments of printable ASCII without spaces (`/skydns`,
+    /// `skydns/`, `/dns/prod`); leading and trailing slashes are ignored.
+    pub fn parse(prefix: &str) -> Result<Self, PrefixError> {
+        let bare = prefix.trim_matches('/');
+        let ok = !bare.is_empty()
+            && bare
+                .split('/')
+                .all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_graphic()));
+        if ok {
+            Ok(Prefix(bare.to_string()))
+        } else {
+            Err(PrefixError(prefix.to_string()))
+        }
+    }
+
+    /// Normalise `skydns`, `/skydns`, `/skydns/` alike (unchecked: see [`Prefix::parse`]).
     pub fn new(prefix: &str) -> Self {
         Prefix(prefix.trim_matches('/').to_string())
     }
@@ -74,6 +97,32 @@ pub fn name_to_path(name: &str) -> String {
     out
 }
 
+/// The path of a name given as its labels in wire order, leftmost first (what a DNS library's
+/// label iterator yields): lower-cased, reversed, joined with `/`. `None` when a label is
+/// empty, holds `/` or a non-ASCII byte (no key can name it). `hint` is the capacity to
+/// reserve (the name's length). This is the query path's mapping: one pass, one allocation.
+pub fn labels_to_path<'a, I>(labels: I, hint: usize) -> Option<String>
+where
+    I: DoubleEndedIterator<Item = &'a [u8]>,
+{
+    let mut out = Vec::with_capacity(hint);
+    for (i, label) in labels.rev().enumerate() {
+        if label.is_empty() {
+            return None;
+        }
+        if i > 0 {
+            out.push(b'/');
+        }
+        for &b in label {
+            if b == b'/' || !b.is_ascii() {
+                return None;
+            }
+            out.push(b.to_ascii_lowercase());
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// The fully qualified DNS name of a path (`local/kube/svc` → `svc.kube.local.`).
 pub fn path_to_name(path: &str) -> String {
     let path = path.trim_matches('/');
@@ -115,6 +164,40 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn via_labels(name: &str) -> Option<String> {
+        let labels: Vec<&[u8]> = name
+            .trim_end_matches('.')
+            .split('.')
+            .filter(|l| !name.trim_end_matches('.').is_empty() || !l.is_empty())
+            .map(str::as_bytes)
+            .collect();
+        labels_to_path(labels.into_iter(), name.len())
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(Prefix::parse("/skydns/").unwrap(), Prefix::default());
+        assert_eq!(Prefix::parse("/dns/prod").unwrap().root(), "/dns/prod/");
+        for bad in ["", "/", "//", "/a//b", "/sky dns", "/a\tb", "/é"] {
+            assert!(Prefix::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn labels_map_like_names() {
+        assert_eq!(
+            via_labels("MySQL.Default.svc.kube.local.").as_deref(),
+            Some("local/kube/svc/default/mysql")
+        );
+        assert_eq!(via_labels(".").as_deref(), Some(""));
+        assert_eq!(labels_to_path([&b"a/b"[..]].into_iter(), 3), None);
+        assert_eq!(
+            labels_to_path([&b"\xff"[..], &b"x"[..]].into_iter(), 3),
+            None
+        );
+        assert_eq!(labels_to_path([&b""[..], &b"x"[..]].into_iter(), 3), None);
+    }
+
     #[test]
     fn examples_from_the_contract() {
         let p = Prefix::new("/skydns/");
@@ -149,6 +232,30 @@ mod tests {
             prop_assert!(key.starts_with("/skydns/"));
             prop_assert_eq!(key_to_name(&p, &key), Some(name.clone()));
             prop_assert_eq!(name_to_path(&path_to_name(&name_to_path(&name))), name_to_path(&name));
+            prop_assert_eq!(via_labels(&name), Some(name_to_path(&name)));
+        }
+
+        #[test]
+        fn a_label_never_escapes_its_segment(
+            labels in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..20), 0..6),
+        ) {
+            // One path segment per label, lower-cased, in reverse: no label can add a segment
+            // (a `/`) and so reach a key the name does not map to.
+            let slices: Vec<&[u8]> = labels.iter().map(Vec::as_slice).collect();
+            match labels_to_path(slices.iter().copied(), 64) {
+                Some(path) if !labels.is_empty() => {
+                    let segments: Vec<&str> = path.split('/').collect();
+                    prop_assert_eq!(segments.len(), labels.len());
+                    for (seg, label) in segments.iter().rev().zip(&labels) {
+                        let lower = label.to_ascii_lowercase();
+                        prop_assert_eq!(seg.as_bytes(), lower.as_slice());
+                    }
+                }
+                Some(path) => prop_assert_eq!(path, ""),
+                None => prop_assert!(labels
+                    .iter()
+                    .any(|l| l.contains(&b'/') || !l.is_ascii() || l.is_empty())),
+            }
         }
 
         #[test]

@@ -2,9 +2,9 @@
 //! `P/svc/<ns>/<svc>[/<endpoint>|/_<proto>/_<port>]`, `P/pod/<ns>/<a-b-c-d>`, `P/dns-version`,
 //! and the reverse trees `/skydns/arpa/in-addr/…` and `/skydns/arpa/ip6/…`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::key::{name_to_path, Prefix};
+use crate::key::{name_to_path, path_to_name, Prefix};
 use crate::record::Record;
 
 /// Where a path lies relative to a zone, as skydns needs to know to answer it.
@@ -21,6 +21,13 @@ pub enum Tree {
     /// In the zone, outside the Kubernetes trees (generic SkyDNS records).
     Generic,
 }
+
+/// The labels right below the apex that hold the Kubernetes trees, sorted. Only exact lookups
+/// reach them (never wildcards or directory unions).
+pub const KUBE_ROOT_LABELS: [&str; 2] = ["pod", "svc"];
+
+/// The first label of every reverse-tree path (`arpa/in-addr/…`, `arpa/ip6/…`).
+pub const REVERSE_ROOT: &str = "arpa";
 
 /// A cluster zone under a key prefix.
 #[derive(Debug, Clone)]
@@ -57,6 +64,62 @@ impl Zone {
 
     fn key(&self, rest: &str) -> String {
         self.prefix.key_of_path(&format!("{}/{rest}", self.path))
+    }
+
+    /// `P/dns/ns`: the apex's NS records live at and below this path.
+    pub fn ns_path(&self) -> String {
+        format!("{}/dns/ns", self.path)
+    }
+
+    /// The path of a pod record (`local/cluster/pod/<ns>/<a-b-c-d>`).
+    pub fn pod_path(&self, ns: &str, ip: IpAddr) -> String {
+        format!("{}/pod/{}/{}", self.path, lc(ns), dashed_ip(ip))
+    }
+
+    /// `local.dns.Z.`: the name SkyDNS's `-local` answers.
+    pub fn local_dns_name(&self) -> String {
+        format!("local.dns.{}", self.domain)
+    }
+
+    /// A pod name's parts when `path` is `P/pod/<ns>/<dashed ip>`: the namespace and the
+    /// address spelled in the name (kube-dns's "insecure" pod records).
+    pub fn pod_name_address<'a>(&self, path: &'a str) -> Option<(&'a str, IpAddr)> {
+        let rest = path
+            .strip_prefix(self.path.as_str())?
+            .strip_prefix("/pod/")?;
+        let (ns, label) = rest.split_once('/')?;
+        if ns.is_empty() || label.contains('/') {
+            return None;
+        }
+        Some((ns, parse_dashed_ip(label)?))
+    }
+
+    /// Whether `path` lies strictly below `P/pod`.
+    pub fn is_below_pod_root(&self, path: &str) -> bool {
+        path.strip_prefix(self.path.as_str())
+            .and_then(|r| r.strip_prefix("/pod/"))
+            .is_some_and(|r| !r.is_empty())
+    }
+
+    /// A name in a pod's first search domain, `<base>.<ns>.svc.Z`, split into the namespace
+    /// and the base name's path (its labels reversed: `www.example.com` → `com/example/www`).
+    /// `None` for any other shape (the base must have at least one label).
+    pub fn split_first_search_domain<'a>(&self, path: &'a str) -> Option<(&'a str, &'a str)> {
+        let rest = path
+            .strip_prefix(self.path.as_str())?
+            .strip_prefix("/svc/")?;
+        let (ns, base) = rest.split_once('/')?;
+        (!ns.is_empty() && !base.is_empty()).then_some((ns, base))
+    }
+
+    /// The names a pod in any namespace searches after its own namespace's, for a base name
+    /// given by its path: `<base>.svc.Z.` then `<base>.Z.`.
+    pub fn later_search_names(&self, base_path: &str) -> [String; 2] {
+        let base = path_to_name(base_path);
+        [
+            format!("{base}svc.{}", self.domain),
+            format!("{base}{}", self.domain),
+        ]
     }
 
     /// `P/svc/<ns>/<svc>`: ClusterIP(s), ready headless addresses or the ExternalName.
@@ -173,6 +236,89 @@ fn lc(s: &str) -> String {
     s.to_ascii_lowercase()
 }
 
+/// Whether `path` lies in a reverse tree (`arpa/…`).
+pub fn is_reverse_path(path: &str) -> bool {
+    path.strip_prefix(REVERSE_ROOT)
+        .is_some_and(|r| r.starts_with('/'))
+}
+
+/// Whether `path` ends in the `…/_<proto>/_<port>` shape of a named port (SRV) key.
+pub fn is_port_path(path: &str) -> bool {
+    let mut it = path.rsplit('/');
+    matches!((it.next(), it.next()), (Some(a), Some(b)) if a.starts_with('_') && b.starts_with('_'))
+}
+
+/// The key range `[lo, hi)` holding exactly the paths `path/_…` (the `_<proto>` labels right
+/// below a service, and what lies below them): `` ` `` follows `_` in ASCII.
+pub fn underscore_range(path: &str) -> (String, String) {
+    (format!("{path}/_"), format!("{path}/`"))
+}
+
+/// Whether `rest` (a path relative to a service) is `_<proto>/_<port>`.
+pub fn is_port_suffix(rest: &str) -> bool {
+    let mut parts = rest.split('/');
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(proto), Some(port), None) if proto.starts_with('_') && port.starts_with('_')
+    )
+}
+
+/// The ranges `[lo, hi)` (`hi` `None`: unbounded) that hold every path strictly below `base`
+/// except `base/<label>` and everything below it, for each label of `excluded` (sorted):
+/// before the first excluded label, between the exact `base/x` and its subtree `base/x/`
+/// (names such as `x-y`), and after the subtree (`x0`, as `0` follows `/`).
+pub fn ranges_below_except(base: &str, excluded: &[&str]) -> Vec<(String, Option<String>)> {
+    let mut ranges = Vec::with_capacity(2 * excluded.len() + 1);
+    let mut lo = format!("{base}/");
+    for label in excluded {
+        ranges.push((lo, Some(format!("{base}/{label}"))));
+        ranges.push((
+            format!("{base}/{label}\0"),
+            Some(format!("{base}/{label}/")),
+        ));
+        lo = format!("{base}/{label}0");
+    }
+    ranges.push((lo, Some(format!("{base}0"))));
+    ranges
+}
+
+/// The name SkyDNS gives a record whose host is an address, from its path: the path's labels
+/// as a name, without its first `strip` labels (`targetstrip`; at least one label is kept).
+pub fn synthesised_target(path: &str, strip: usize) -> String {
+    let labels: Vec<&str> = path.rsplit('/').collect();
+    let strip = strip.min(labels.len().saturating_sub(1));
+    format!("{}.", labels[strip..].join("."))
+}
+
+/// The address a dashed label spells (the inverse of [`dashed_ip`]): `10-244-1-5`,
+/// `fd00--1`, `0--1`.
+pub fn parse_dashed_ip(label: &str) -> Option<IpAddr> {
+    if label.len() > 45 {
+        return None;
+    }
+    if label.bytes().filter(|&b| b == b'-').count() == 3 {
+        if let Ok(v4) = label.replace('-', ".").parse::<Ipv4Addr>() {
+            return Some(IpAddr::V4(v4));
+        }
+    }
+    let v6 = label.replace('-', ":");
+    v6.parse::<Ipv6Addr>()
+        .or_else(|_| {
+            // `0--1` and `fd00--0` carry a `0` added where the name would start or end with `-`.
+            let trimmed = v6
+                .strip_prefix("0::")
+                .map(|r| format!("::{r}"))
+                .unwrap_or(v6.clone());
+            let trimmed = trimmed
+                .strip_suffix("::0")
+                .map(|r| format!("{r}::"))
+                .unwrap_or(trimmed);
+            trimmed.parse::<Ipv6Addr>()
+        })
+        .ok()
+        .map(IpAddr::V6)
+}
+
 /// The path of an address's reverse name: IPv4 octets in order under `arpa/in-addr`, IPv6's
 /// 32 nibbles in address order under `arpa/ip6`.
 pub fn ptr_path(ip: IpAddr) -> String {
@@ -276,6 +422,94 @@ mod tests {
         assert_eq!(dashed_ip("fd00::1".parse().unwrap()), "fd00--1");
         assert_eq!(dashed_ip("::1".parse().unwrap()), "0--1");
         assert_eq!(dashed_ip("fd00::".parse().unwrap()), "fd00--0");
+    }
+
+    #[test]
+    fn dashed_round_trip() {
+        for ip in [
+            "10.244.1.5",
+            "fd00::1",
+            "::1",
+            "fd00::",
+            "2001:db8::a:b",
+            "0.0.0.0",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(parse_dashed_ip(&dashed_ip(ip)), Some(ip), "{ip}");
+        }
+        for bad in [
+            "10-244-1",
+            "a-b-c-d",
+            "10-244-1-500",
+            "",
+            "x--y",
+            "1-2-3-4-5",
+        ] {
+            assert_eq!(parse_dashed_ip(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn path_shapes() {
+        let z = zone();
+        assert_eq!(z.ns_path(), "local/cluster/dns/ns");
+        assert_eq!(z.local_dns_name(), "local.dns.cluster.local.");
+        assert_eq!(
+            z.pod_path("NS", "10.1.2.3".parse().unwrap()),
+            "local/cluster/pod/ns/10-1-2-3"
+        );
+        assert_eq!(
+            z.pod_name_address("local/cluster/pod/ns/10-1-2-3"),
+            Some(("ns", "10.1.2.3".parse().unwrap()))
+        );
+        assert_eq!(z.pod_name_address("local/cluster/pod/ns/x/10-1-2-3"), None);
+        assert_eq!(z.pod_name_address("local/cluster/svc/ns/10-1-2-3"), None);
+        assert!(z.is_below_pod_root("local/cluster/pod/ns"));
+        assert!(!z.is_below_pod_root("local/cluster/pod"));
+        assert_eq!(
+            z.split_first_search_domain("local/cluster/svc/default/com/example/www"),
+            Some(("default", "com/example/www"))
+        );
+        assert_eq!(
+            z.split_first_search_domain("local/cluster/svc/default"),
+            None
+        );
+        assert_eq!(
+            z.later_search_names("com/example/www"),
+            [
+                "www.example.com.svc.cluster.local.".to_string(),
+                "www.example.com.cluster.local.".to_string()
+            ]
+        );
+        assert!(is_reverse_path("arpa/in-addr/10") && !is_reverse_path("arpax/1"));
+        assert!(is_port_path("a/svc/ns/x/_tcp/_http") && !is_port_path("a/svc/ns/x/_tcp"));
+        assert!(is_port_suffix("_tcp/_http") && !is_port_suffix("_tcp/_http/x"));
+        assert!(!is_port_suffix("_tcp/http"));
+        assert_eq!(
+            synthesised_target("local/cluster/x/y", 0),
+            "y.x.cluster.local."
+        );
+        assert_eq!(synthesised_target("local/cluster/x/y", 2), "cluster.local.");
+        assert_eq!(synthesised_target("local/cluster", 9), "local.");
+        let (lo, hi) = underscore_range("a/b");
+        assert!(lo.as_str() <= "a/b/_tcp/_x" && "a/b/_tcp/_x" < hi.as_str());
+        assert!(!("a/b/web-0" >= lo.as_str() && "a/b/web-0" < hi.as_str()));
+    }
+
+    #[test]
+    fn ranges_except_skip_exactly_the_subtrees() {
+        let ranges = ranges_below_except("z", &KUBE_ROOT_LABELS);
+        let inside = |k: &str| {
+            ranges
+                .iter()
+                .any(|(lo, hi)| k >= lo.as_str() && hi.as_deref().is_none_or(|h| k < h))
+        };
+        for k in ["z/a", "z/pod-x", "z/pod0", "z/svcx", "z/svc-y/q", "z/zz"] {
+            assert!(inside(k), "{k}");
+        }
+        for k in ["z/pod", "z/pod/ns", "z/svc", "z/svc/ns/x", "z", "y/a", "z0"] {
+            assert!(!inside(k), "{k}");
+        }
     }
 
     #[test]

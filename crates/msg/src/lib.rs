@@ -7,8 +7,11 @@ pub mod key;
 pub mod layout;
 pub mod record;
 
-pub use key::{key_to_name, name_to_key, name_to_path, path_to_name, prefix_end, Prefix};
-pub use layout::{dashed_ip, ptr_path, Tree, Zone};
+pub use key::{
+    key_to_name, labels_to_path, name_to_key, name_to_path, path_to_name, prefix_end, Prefix,
+    PrefixError,
+};
+pub use layout::{dashed_ip, parse_dashed_ip, ptr_path, Tree, Zone};
 pub use record::{
     encode_value, parse_value, Record, RecordError, DEFAULT_PRIORITY, DEFAULT_WEIGHT,
 };
