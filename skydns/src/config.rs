@@ -193,6 +193,9 @@ pub struct Settings {
     pub log_queries: bool,
     pub pods: PodsMode,
     pub autopath: bool,
+    /// The `search` domains of /etc/resolv.conf (the node's, under `dnsPolicy: Default`),
+    /// walked by `--autopath` after the cluster's own.
+    pub node_search: Vec<String>,
     /// `--local`: the name (in the zone) that `local.dns.<zone>` answers for.
     pub local: Option<String>,
 }
@@ -398,6 +401,11 @@ impl Config {
             log_queries: self.log_queries,
             pods: self.pods,
             autopath: self.autopath,
+            node_search: if self.autopath {
+                resolv_conf_search("/etc/resolv.conf")
+            } else {
+                Vec::new()
+            },
             local,
         })
     }
@@ -463,6 +471,20 @@ pub fn resolv_conf_nameservers(path: &str) -> Vec<SocketAddr> {
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
         .filter_map(|rest| parse_nameserver(rest.trim()))
         .collect()
+}
+
+/// The domains of the last `search` (or `domain`) line of a resolv.conf, as the resolver
+/// reads it (none when it cannot be read).
+pub fn resolv_conf_search(path: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut search = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if let Some("search" | "domain") = words.next() {
+            search = words.map(|w| w.to_ascii_lowercase()).collect();
+        }
+    }
+    search
 }
 
 /// `2s`, `500ms`, `1m`, `1h`, or plain seconds.

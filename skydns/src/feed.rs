@@ -178,9 +178,11 @@ async fn read_all(
 
 fn path_of(settings: &Settings, key: &[u8]) -> Option<Arc<str>> {
     let key = std::str::from_utf8(key).ok()?;
-    let path = settings.zone.prefix().path_of_key(key)?;
-    // Keys are stored lower-case by contract; normalise anything else so lookups find it.
-    Some(Arc::from(path.to_ascii_lowercase().trim_end_matches('/')))
+    settings
+        .zone
+        .prefix()
+        .lookup_path_of_key(key)
+        .map(Arc::from)
 }
 
 fn entry_of(path: &str, value: &[u8], metrics: &Metrics) -> Option<Entry> {

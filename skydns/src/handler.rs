@@ -9,9 +9,10 @@ use std::time::Instant;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption, NSIDPayload};
 use hickory_proto::rr::rdata::TXT;
-use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::answer::{answer, Outcome, ZoneParams};
+use crate::autopath::{Autopath, Plan};
 use crate::forward::{Forwarder, Transport};
 use crate::index::Index;
 use crate::metrics::{Cause, Metrics, QueryObservation, System};
@@ -35,6 +36,8 @@ pub struct Handler {
     pub upstream_budget: Arc<Semaphore>,
     /// Rotation, identity and NSID.
     pub ops: Ops,
+    /// `--autopath` (off when `None`).
+    pub autopath: Option<Autopath>,
 }
 
 /// Day-2 settings of the reply path. `Default`: no rotation, identity `skydns`, no NSID.
@@ -90,8 +93,8 @@ pub struct Pending {
     request_size: usize,
     max: usize,
     started: Instant,
-    /// `true`: a CNAME chase out of the zone (append answers); `false`: plain forwarding.
-    chase: bool,
+    /// What the upstream answer is for.
+    mode: Mode,
     /// This lookup's share of the upstream budget, returned when the reply is done.
     permit: OwnedSemaphorePermit,
 }
@@ -101,6 +104,19 @@ enum Prepared {
     Ready(Message, System, Option<u64>),
     Forward(Message, Query),
     Chase(Message, Query),
+    /// `--autopath`: the NXDOMAIN reply, sent unless one of these names (asked upstream in
+    /// order) exists.
+    Autopath(Message, Query, Vec<Name>),
+}
+
+/// What a pending upstream lookup is for.
+enum Mode {
+    /// Plain forwarding: relay the upstream's answer.
+    Forward,
+    /// A CNAME out of the zone: append the target's records.
+    Chase,
+    /// The rest of a pod's search path, asked in order.
+    Autopath(Vec<Name>),
 }
 
 impl Handler {
@@ -163,7 +179,7 @@ impl Handler {
             qtype: raw_qtype(packet),
             started,
         };
-        let (resp, query, chase) = match self.prepare(&req, dnssec_ok, client) {
+        let (resp, query, mode) = match self.prepare(&req, dnssec_ok, client) {
             Prepared::Ready(resp, system, cacheable) => {
                 let mut step = self.send(resp, system, max, &asked);
                 if let (Some(generation), Some(cache), Step::Reply(bytes)) =
@@ -184,19 +200,22 @@ impl Handler {
                 }
                 return step;
             }
-            Prepared::Forward(resp, query) => (resp, query, false),
-            Prepared::Chase(resp, query) => (resp, query, true),
+            Prepared::Forward(resp, query) => (resp, query, Mode::Forward),
+            Prepared::Chase(resp, query) => (resp, query, Mode::Chase),
+            Prepared::Autopath(resp, query, names) => (resp, query, Mode::Autopath(names)),
         };
         let Ok(permit) = self.upstream_budget.clone().try_acquire_owned() else {
-            // Over budget: a plain forward is refused, a chase answered with the alias alone.
+            // Over budget: a plain forward is refused, a chase answered with the alias alone,
+            // an autopath walk with the NXDOMAIN the client asked for.
             self.metrics.upstream_overflow.inc();
             self.metrics.error(System::Recursive, Cause::Overflow);
             let mut resp = resp;
-            let system = if chase {
-                System::Auth
-            } else {
-                resp.metadata.response_code = ResponseCode::Refused;
-                System::Recursive
+            let system = match mode {
+                Mode::Chase | Mode::Autopath(_) => System::Auth,
+                Mode::Forward => {
+                    resp.metadata.response_code = ResponseCode::Refused;
+                    System::Recursive
+                }
             };
             return self.send(resp, system, max, &asked);
         };
@@ -214,7 +233,7 @@ impl Handler {
             request_size: packet.len(),
             max,
             started,
-            chase,
+            mode,
         }))
     }
 
@@ -229,7 +248,7 @@ impl Handler {
             request_size,
             max,
             started,
-            chase,
+            mode,
             permit,
         } = p;
         let asked = Asked {
@@ -239,11 +258,23 @@ impl Handler {
             qtype: u16::from(query.query_type()),
             started,
         };
+        if let Mode::Autopath(names) = mode {
+            let resp = self
+                .autopath_upstream(resp, &query, names, dnssec_ok, client, permit)
+                .await;
+            return match self.send(resp, System::Auth, max, &asked) {
+                Step::Reply(mut b) => {
+                    self.rotate(&mut b);
+                    Some(b)
+                }
+                _ => None,
+            };
+        }
         let result = self
             .forwarder
             .resolve(&query, dnssec_ok, client.transport, Some(permit))
             .await;
-        if chase {
+        if matches!(mode, Mode::Chase) {
             // A CNAME out of the zone: append the target's records when the upstream has them.
             if let Ok(up) = result {
                 resp.answers.extend(up.answers);
@@ -280,6 +311,65 @@ impl Handler {
             }
             _ => None,
         }
+    }
+
+    /// Ask the rest of a pod's search path upstream, in order: the first name that is not
+    /// NXDOMAIN is answered as a CNAME from the asked name plus its records; otherwise (all
+    /// NXDOMAIN, a failure, the budget spent) the NXDOMAIN in `nx` is sent.
+    async fn autopath_upstream(
+        &self,
+        mut nx: Message,
+        asked: &Query,
+        names: Vec<Name>,
+        dnssec_ok: bool,
+        client: Client,
+        permit: OwnedSemaphorePermit,
+    ) -> Message {
+        let mut permit = Some(permit);
+        for name in names {
+            if !self.forwarder.has_upstreams(&name) {
+                continue;
+            }
+            let permit = match permit.take() {
+                Some(p) => p,
+                None => match self.upstream_budget.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let query = Query::query(name.clone(), asked.query_type());
+            let Ok(up) = self
+                .forwarder
+                .resolve(&query, dnssec_ok, client.transport, Some(permit))
+                .await
+            else {
+                break;
+            };
+            if up.rcode == ResponseCode::NXDomain {
+                continue;
+            }
+            if up.rcode != ResponseCode::NoError {
+                break;
+            }
+            self.metrics.autopath_success.inc();
+            let ttl = up
+                .answers
+                .first()
+                .map(|r| r.ttl)
+                .unwrap_or(self.params.default_ttl);
+            nx.metadata.authoritative = false;
+            nx.answers = vec![Record::from_rdata(
+                asked.name().clone(),
+                ttl,
+                RData::CNAME(hickory_proto::rr::rdata::CNAME(name)),
+            )];
+            nx.answers.extend(up.answers);
+            nx.authorities = up.authorities;
+            nx.additionals = up.additionals;
+            nx.metadata.response_code = ResponseCode::NoError;
+            return nx;
+        }
+        nx
     }
 
     /// `--round-robin`: rotate a multi-record A/AAAA answer in the encoded reply.
@@ -414,7 +504,30 @@ impl Handler {
         }
         let snap = self.index.snapshot();
         match answer(&snap, &self.params, qname, qtype) {
-            Outcome::Auth(auth) => {
+            Outcome::Auth(mut auth) => {
+                // `--autopath`: an NXDOMAIN for `<base>.<ns>.svc.<zone>` from a pod of `<ns>`
+                // walks the rest of its search path. Such replies depend on who asked, so
+                // their NXDOMAIN is not cached by packet.
+                let mut cacheable = true;
+                let mut walk_upstream = None;
+                if let Some(autopath) = &self.autopath {
+                    if auth.rcode == ResponseCode::NXDomain
+                        && snap.ready
+                        && Autopath::eligible(&self.params, qname)
+                    {
+                        cacheable = false;
+                        match autopath.plan(&snap, &self.params, qname, qtype, client.addr.ip()) {
+                            Some(Plan::Answered(found)) => {
+                                self.metrics.autopath_success.inc();
+                                auth = found;
+                            }
+                            Some(Plan::Upstream(names)) if self.recursion => {
+                                walk_upstream = Some(names)
+                            }
+                            _ => {}
+                        }
+                    }
+                }
                 if auth.scan_limited {
                     self.metrics.scans_limited.inc();
                 }
@@ -439,6 +552,9 @@ impl Handler {
                 if auth.soa {
                     resp.authorities.push(self.params.soa(snap.revision));
                 }
+                if let Some(names) = walk_upstream {
+                    return Prepared::Autopath(resp, query.clone(), names);
+                }
                 match auth.chase {
                     Some((target, rtype))
                         if self.recursion && self.forwarder.has_upstreams(&target) =>
@@ -446,7 +562,7 @@ impl Handler {
                         Prepared::Chase(resp, Query::query(target, rtype))
                     }
                     Some(_) => Prepared::Ready(resp, system, None),
-                    None => Prepared::Ready(resp, system, Some(snap.generation)),
+                    None => Prepared::Ready(resp, system, cacheable.then_some(snap.generation)),
                 }
             }
             Outcome::Forward => {

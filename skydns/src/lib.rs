@@ -4,6 +4,7 @@
 //! (`forward`), and owns its sockets (`udp`, `tcp`). `run` is what `main` and the tests call.
 
 pub mod answer;
+pub mod autopath;
 pub mod config;
 pub mod error;
 pub mod feed;
@@ -104,7 +105,11 @@ pub async fn run(
     if settings.recursion {
         forwarder.probe_loops();
     }
+    let autopath = settings
+        .autopath
+        .then(|| autopath::Autopath::new(&settings.node_search, &params));
     let handler = Arc::new(handler::Handler {
+        autopath,
         params,
         index: index.clone(),
         forwarder,

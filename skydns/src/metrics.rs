@@ -91,6 +91,8 @@ pub struct Metrics {
     pub tcp_stalled: Counter,
     /// Query-log lines dropped because the writer fell behind.
     pub query_log_dropped: Counter,
+    /// Questions answered by walking a pod's search path (`--autopath`).
+    pub autopath_success: Counter,
     /// Forwarding cache hits, stale answers served, prefetches started.
     pub cache_hits: Counter,
     pub cache_served_stale: Counter,
@@ -203,6 +205,12 @@ impl Metrics {
             "skydns_query_log_dropped",
             "Query-log lines dropped because stdout did not keep up (--log-queries)",
             query_log_dropped.clone(),
+        );
+        let autopath_success = Counter::default();
+        registry.register(
+            "skydns_autopath_success",
+            "Questions answered by walking the asking pod's search path (--autopath)",
+            autopath_success.clone(),
         );
         let cache_bytes = Family::<Labels, Gauge>::default();
         registry.register(
@@ -329,6 +337,7 @@ impl Metrics {
             upstream_overflow,
             tcp_stalled,
             query_log_dropped,
+            autopath_success,
             forward_cache_bytes,
             answer_cache_bytes,
             cache_hits,

@@ -166,6 +166,7 @@ fn handler(snapshot: Snapshot) -> Handler {
         reply_cache: skydns::reply_cache::ReplyCache::new(1024, 1 << 20),
         upstream_budget: Arc::new(tokio::sync::Semaphore::new(64)),
         ops: Default::default(),
+        autopath: None,
     }
 }
 

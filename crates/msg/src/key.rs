@@ -51,6 +51,14 @@ impl Prefix {
         format!("/{}/{}", self.0, path)
     }
 
+    /// The path a reader indexes a full key under: [`Prefix::path_of_key`] lower-cased (keys
+    /// are lower-case by contract; anything else is normalised so lookups find it) and without
+    /// a trailing `/`.
+    pub fn lookup_path_of_key(&self, key: &str) -> Option<String> {
+        let path = self.path_of_key(key)?;
+        Some(path.to_ascii_lowercase().trim_end_matches('/').to_string())
+    }
+
     /// The path of a full key, if the key lies under this prefix.
     pub fn path_of_key<'a>(&self, key: &'a str) -> Option<&'a str> {
         key.strip_prefix('/')?
@@ -218,6 +226,10 @@ mod tests {
             Some("mysql-service.default.svc.kube.local.")
         );
         assert_eq!(key_to_name(&p, "/other/local/kube"), None);
+        assert_eq!(
+            p.lookup_path_of_key("/skydns/Local/Kube/").as_deref(),
+            Some("local/kube")
+        );
         assert_eq!(key_to_name(&p, "/skydnsx/local"), None);
         assert_eq!(name_to_path("."), "");
         assert_eq!(path_to_name(""), ".");

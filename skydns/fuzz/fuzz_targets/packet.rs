@@ -113,6 +113,7 @@ fn handler() -> &'static Handler {
             reply_cache: skydns::reply_cache::ReplyCache::new(4096, 1 << 20),
             upstream_budget: Arc::new(tokio::sync::Semaphore::new(64)),
         ops: Default::default(),
+        autopath: None,
         }
     })
 }
