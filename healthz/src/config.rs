@@ -45,15 +45,15 @@ pub struct Config {
     pub kube2sky_url: String,
 
     /// How often each probe runs (e.g. `2s`, `500ms`).
-    #[arg(long, env = "HEALTHZ_PERIOD", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "HEALTHZ_PERIOD", default_value = "2s", value_parser = runtime::duration::parse)]
     pub period: Duration,
 
     /// A probe not finished after this long is a failure.
-    #[arg(long, env = "HEALTHZ_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "HEALTHZ_TIMEOUT", default_value = "1s", value_parser = runtime::duration::parse)]
     pub timeout: Duration,
 
     /// A successful result older than this no longer counts (the probe loop is stuck).
-    #[arg(long, env = "HEALTHZ_MAX_AGE", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "HEALTHZ_MAX_AGE", default_value = "30s", value_parser = runtime::duration::parse)]
     pub max_age: Duration,
 
     /// Do not probe skydns.
@@ -143,28 +143,6 @@ impl Config {
         }
         v
     }
-}
-
-/// Parse a Go-style duration: `2s`, `500ms`, `1m`, `1.5s`, `100us`; a bare number is seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (examples: 2s, 500ms, 1m)"))?;
-    let scale = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "ns" => 1e-9,
-        "m" => 60.0,
-        "h" => 3600.0,
-        other => return Err(format!("unknown unit {other:?} in duration {s:?}")),
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("duration {s:?}: {e}"))
 }
 
 /// Split `host:port` (IPv6 as `[::1]:53`); the port is required.
@@ -302,14 +280,29 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("3 days").is_err());
-        assert!(parse_duration("-1s").is_err());
+        assert_eq!(
+            runtime::duration::parse("2s").unwrap(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            runtime::duration::parse("100ms").unwrap(),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            runtime::duration::parse("1.5s").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            runtime::duration::parse("1m").unwrap(),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            runtime::duration::parse("3").unwrap(),
+            Duration::from_secs(3)
+        );
+        assert!(runtime::duration::parse("fast").is_err());
+        assert!(runtime::duration::parse("3 days").is_err());
+        assert!(runtime::duration::parse("-1s").is_err());
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub struct Config {
     pub etcd_prefix: String,
 
     /// Timeout of one etcd request (a read page or a write transaction).
-    #[arg(long, env = "KUBE2SKY_ETCD_MUTATION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "KUBE2SKY_ETCD_MUTATION_TIMEOUT", default_value = "10s", value_parser = runtime::duration::parse)]
     pub etcd_mutation_timeout: Duration,
 
     /// Most operations per etcd transaction (etcd's `--max-txn-ops`, 128 by default).
@@ -101,12 +101,12 @@ pub struct Config {
 
     /// A change after a quiet spell is written at once; during churn, writes go out at most
     /// once per this interval with everything that changed meanwhile.
-    #[arg(long, env = "KUBE2SKY_WRITE_INTERVAL", default_value = "20ms", value_parser = parse_duration)]
+    #[arg(long, env = "KUBE2SKY_WRITE_INTERVAL", default_value = "20ms", value_parser = runtime::duration::parse)]
     pub write_interval: Duration,
 
     /// Re-read the owned trees and repair drift this often (0 disables; errors, leadership
     /// changes and a replaced etcd always trigger one).
-    #[arg(long, env = "KUBE2SKY_RECONCILE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "KUBE2SKY_RECONCILE_INTERVAL", default_value = "5m", value_parser = runtime::duration::parse)]
     pub reconcile_interval: Duration,
 
     /// Run as one of several replicas: only the elected leader writes.
@@ -115,7 +115,7 @@ pub struct Config {
     pub leader_elect: bool,
 
     /// Lease TTL of the leader; a dead leader is replaced after at most this long.
-    #[arg(long, env = "KUBE2SKY_LEADER_ELECT_TTL", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "KUBE2SKY_LEADER_ELECT_TTL", default_value = "10s", value_parser = runtime::duration::parse)]
     pub leader_elect_ttl: Duration,
 
     /// etcd election name [default: /kube2sky/leader/<domain>].
@@ -284,29 +284,6 @@ pub fn is_dns_label(label: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-/// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 10s or 500ms"))?;
-    let secs = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("{text:?}: unknown unit (use ms, s, m or h)")),
-    };
-    if !secs.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&secs) {
-        return Err(format!("{text:?} is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,13 +365,19 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("1d").is_err());
+        assert_eq!(runtime::duration::parse("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(runtime::duration::parse("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(
+            runtime::duration::parse("250ms"),
+            Ok(Duration::from_millis(250))
+        );
+        assert_eq!(runtime::duration::parse("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(
+            runtime::duration::parse("1.5s"),
+            Ok(Duration::from_millis(1500))
+        );
+        assert!(runtime::duration::parse("").is_err());
+        assert!(runtime::duration::parse("-1s").is_err());
+        assert!(runtime::duration::parse("1d").is_err());
     }
 }
