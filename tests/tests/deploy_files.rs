@@ -253,12 +253,12 @@ fn parse_program(argv: &[String]) -> Result<Program, String> {
         "healthz" => {
             let config = healthz::Config::try_parse_from(with_name("healthz"))
                 .map_err(|e| format!("healthz rejects its flags: {e}"))?;
-            config
+            let settings = config
                 .validate()
                 .map_err(|e| format!("healthz rejects its flags: {e}"))?;
             let mut paths = vec!["/healthz".to_string(), "/metrics".to_string()];
             paths.extend(
-                config
+                settings
                     .enabled_probes()
                     .iter()
                     .map(|p| format!("/healthz/{p}")),
@@ -272,7 +272,7 @@ fn parse_program(argv: &[String]) -> Result<Program, String> {
             }];
             let mut deps = Vec::new();
             if !config.no_skydns {
-                let (host, port) = healthz::config::split_host_port(&config.dns_addr)?;
+                let (host, port) = healthz::target::split_host_port(&config.dns_addr)?;
                 deps.push(Dep::Dns {
                     flag: "healthz --dns-addr",
                     host,
@@ -280,7 +280,7 @@ fn parse_program(argv: &[String]) -> Result<Program, String> {
                 });
             }
             if !config.no_kube2sky {
-                let t = healthz::config::HttpTarget::parse(&config.kube2sky_url)?;
+                let t = healthz::target::HttpTarget::parse(&config.kube2sky_url)?;
                 deps.push(Dep::Http {
                     flag: "healthz --kube2sky-url",
                     host: t.host,

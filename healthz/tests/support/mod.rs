@@ -219,12 +219,14 @@ impl Healthz {
             "--max-age",
             "1s",
         ];
-        let config =
-            healthz::Config::try_parse_from(base.iter().chain(args.iter()).copied()).unwrap();
+        let settings = healthz::Config::try_parse_from(base.iter().chain(args.iter()).copied())
+            .unwrap()
+            .validate()
+            .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(healthz::run(config, listener, shutdown.clone()));
+        let handle = tokio::spawn(healthz::run(settings, listener, shutdown.clone()));
         Self {
             addr,
             shutdown,
