@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{Config, Settings};
 pub use error::{ConfigError, Error};
 
 use crate::metrics::Metrics;
@@ -40,11 +40,12 @@ const EVENT_QUEUE: usize = 1024;
 /// How long tasks get to finish after shutdown (the leader resigns in this time).
 const DRAIN: Duration = Duration::from_secs(3);
 
-/// Run kube2sky until `shutdown` is cancelled. `healthz` serves `/readiness`, `/healthz` and
+/// Run kube2sky until `shutdown` is cancelled. The caller validates the flags
+/// (`Config::validate`) and binds `healthz`, which serves `/readiness`, `/healthz` and
 /// `/metrics`. Fails only on start-up errors (no Kubernetes configuration) or if the healthz
 /// server dies; etcd and API server outages are retried forever.
 pub async fn run(
-    config: Config,
+    config: Settings,
     healthz: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -62,7 +63,7 @@ pub async fn run(
         .route("/healthz", get(|| std::future::ready("ok\n")));
 
     let kube = kube_client(&config).await?;
-    let security = config.etcd_security()?;
+    let security = config.etcd_security.clone();
     // Expired or invalidated tokens (etcd restarted) are refreshed with the credentials.
     let etcd_opts = security
         .connect_options(Some(config.etcd_mutation_timeout))
@@ -102,9 +103,9 @@ pub async fn run(
             leader::Election {
                 endpoints: config.etcd_server.clone(),
                 security: security.clone(),
-                name: config.election_name(),
-                id: config.election_id(),
-                ttl: config.leader_elect_ttl,
+                name: config.election.name.clone(),
+                id: config.election.id.clone(),
+                ttl: config.election.ttl,
                 request_timeout: config.etcd_mutation_timeout,
             },
             metrics.clone(),
@@ -189,14 +190,8 @@ async fn apply_events(
 
 /// The Kubernetes client: `--kube-master-url` (plain), `--kubecfg-file`, or in-cluster then
 /// `$KUBECONFIG` / `~/.kube/config`.
-async fn kube_client(config: &Config) -> Result<kube::Client, Error> {
-    let master = match &config.kube_master_url {
-        Some(url) => Some(
-            url.parse::<axum::http::Uri>()
-                .map_err(|e| Error::KubeConfig(format!("--kube-master-url: {e}")))?,
-        ),
-        None => None,
-    };
+async fn kube_client(config: &Settings) -> Result<kube::Client, Error> {
+    let master = config.kube_master_url.clone();
     let opts = kube::config::KubeConfigOptions::default();
     let cfg = match (&config.kubecfg_file, master) {
         (Some(path), master) => {

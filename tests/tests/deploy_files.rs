@@ -222,18 +222,18 @@ fn parse_program(argv: &[String]) -> Result<Program, String> {
                 needs_mounted.push(("kube2sky --kubecfg-file", path));
                 config.kubecfg_file = Some(existing_placeholder_file());
             }
-            config
+            let settings = config
                 .validate()
                 .map_err(|e| format!("kube2sky rejects its flags: {e}"))?;
             let listens = vec![Listen {
-                ip: config.healthz_bind_address,
-                port: config.healthz_port,
+                ip: settings.healthz_listen.ip(),
+                port: settings.healthz_listen.port(),
                 proto: Proto::Tcp,
                 paths: vec!["/readiness".into(), "/healthz".into(), "/metrics".into()],
                 what: "kube2sky --healthz-port",
             }];
             let mut deps = Vec::new();
-            for url in &config.etcd_server {
+            for url in &settings.etcd_server {
                 let (host, port) =
                     url_host_port(url).map_err(|e| format!("kube2sky --etcd-server: {e}"))?;
                 deps.push(Dep::Etcd {
@@ -272,7 +272,8 @@ fn parse_program(argv: &[String]) -> Result<Program, String> {
             }];
             let mut deps = Vec::new();
             if !config.no_skydns {
-                let (host, port) = healthz::target::split_host_port(&config.dns_addr)?;
+                let (host, port) = healthz::target::split_host_port(&config.dns_addr)
+                    .map_err(|e| e.to_string())?;
                 deps.push(Dep::Dns {
                     flag: "healthz --dns-addr",
                     host,
@@ -280,7 +281,8 @@ fn parse_program(argv: &[String]) -> Result<Program, String> {
                 });
             }
             if !config.no_kube2sky {
-                let t = healthz::target::HttpTarget::parse(&config.kube2sky_url)?;
+                let t = healthz::target::HttpTarget::parse(&config.kube2sky_url)
+                    .map_err(|e| e.to_string())?;
                 deps.push(Dep::Http {
                     flag: "healthz --kube2sky-url",
                     host: t.host,
