@@ -1,21 +1,23 @@
 //! kube2sky: watches Services, EndpointSlices (or legacy Endpoints) and Pods on the Kubernetes
 //! API server and keeps the SkyDNS records of `docs/records.md` §3 in etcd.
 //!
-//! Data flow: `watch` (kube watchers → slim events) → `sync::State` (desired records, pending
-//! keys) → `etcd::Writer` (reconcile, batched transactions, retries), gated by `leader`.
+//! Data flow: `watch` (kube watchers of `k8s_objects` → slim events) → `desired::State` (stores
+//! the objects; per event calls `translate` for the affected service and diffs against its
+//! previous records; pending keys) → `writer::Writer` (reconcile, batched transactions,
+//! retries), gated by `leader`.
 //! `run` wires them together; the caller binds the healthz listener and owns shutdown.
 
 pub mod config;
+pub mod desired;
 pub mod error;
-pub mod etcd;
+pub mod k8s_objects;
 pub mod leader;
 pub mod lenient;
 pub mod metrics;
 pub mod slim;
-pub mod sync;
 pub mod translate;
 pub mod watch;
-pub mod wire;
+pub mod writer;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,9 +33,9 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Config, Settings};
 pub use error::{ConfigError, Error};
 
+use crate::desired::State;
 use crate::metrics::Metrics;
 use crate::slim::SlimEvent;
-use crate::sync::State;
 
 /// Events buffered between the watchers and the desired state.
 const EVENT_QUEUE: usize = 1024;
@@ -121,7 +123,7 @@ pub async fn run(
         let (handle, sender) = leader::always();
         (handle, Some(sender))
     };
-    let writer_cfg = etcd::WriterConfig {
+    let writer_cfg = writer::WriterConfig {
         max_ops: config.etcd_max_txn_ops,
         write_interval: config.write_interval,
         reconcile_interval: config.reconcile_interval,
@@ -133,10 +135,10 @@ pub async fn run(
     tasks.spawn(async move {
         // With credentials the client authenticates while connecting, so connecting can fail
         // while etcd is down: retried with backoff like every other etcd request.
-        let Some(conn) = etcd::Connection::open(&endpoints, etcd_opts, &metrics, &s).await else {
+        let Some(conn) = writer::Connection::open(&endpoints, etcd_opts, &metrics, &s).await else {
             return Ok(());
         };
-        let writer = etcd::Writer::new(
+        let writer = writer::Writer::new(
             conn, state, work, leadership, metrics, readiness, writer_cfg,
         );
         writer.run(s).await;
@@ -176,7 +178,7 @@ async fn apply_events(
     let mut buf = Vec::with_capacity(256);
     while rx.recv_many(&mut buf, 256).await > 0 {
         let stats = {
-            let mut s = etcd::lock(&state);
+            let mut s = writer::lock(&state);
             for event in buf.drain(..) {
                 s.apply(event);
             }

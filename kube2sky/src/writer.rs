@@ -18,10 +18,10 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use crate::desired::{owned_ranges, Current, Op, State};
 use crate::error::Error;
 use crate::leader::{Fence, Leadership, Role};
 use crate::metrics::Metrics;
-use crate::sync::{owned_ranges, Current, Op, State};
 
 /// Keys read per page while reconciling.
 const PAGE: i64 = 1000;
