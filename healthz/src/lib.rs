@@ -6,7 +6,8 @@
 //! Modules: [`config`] flags and their validation into [`Settings`], [`target`] the probe
 //! targets (`host:port`, the `http::Uri` of kube2sky's readiness URL), [`probe`] the probes and
 //! their loop, [`state`] latest results, [`routes`] the HTTP handlers, [`metrics`] the
-//! Prometheus series. Imports go one way: `config` → `probe` → `target`.
+//! Prometheus series. Imports go one way: `config` → `probe` → `target`, `probe` →
+//! `metrics`, `state`.
 
 pub mod config;
 pub mod metrics;
@@ -40,7 +41,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let probes = settings.enabled_probes();
     let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry, &probes);
+    let metrics = Metrics::register(&mut registry, &probes, &probe::Failure::LABELS);
     let state = State::new(probes.iter().copied(), settings.max_age);
 
     let stop = shutdown.child_token();
