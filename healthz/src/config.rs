@@ -1,5 +1,5 @@
 //! Command-line configuration: clap flags with `HEALTHZ_*` environment fallbacks (durations in
-//! `runtime::duration`'s syntax), and `validate()`, which checks what clap cannot and builds the
+//! `service_kit::duration`'s syntax), and `validate()`, which checks what clap cannot and builds the
 //! [`Settings`] `run` takes: the probes, parsed once.
 
 use std::net::{IpAddr, SocketAddr};
@@ -45,15 +45,15 @@ pub struct Config {
     pub kube2sky_url: String,
 
     /// How often each probe runs (e.g. `2s`, `500ms`).
-    #[arg(long, env = "HEALTHZ_PERIOD", default_value = "2s", value_parser = runtime::duration::parse)]
+    #[arg(long, env = "HEALTHZ_PERIOD", default_value = "2s", value_parser = service_kit::duration::parse)]
     pub period: Duration,
 
     /// A probe not finished after this long is a failure.
-    #[arg(long, env = "HEALTHZ_TIMEOUT", default_value = "1s", value_parser = runtime::duration::parse)]
+    #[arg(long, env = "HEALTHZ_TIMEOUT", default_value = "1s", value_parser = service_kit::duration::parse)]
     pub timeout: Duration,
 
     /// A successful result older than this no longer counts (the probe loop is stuck).
-    #[arg(long, env = "HEALTHZ_MAX_AGE", default_value = "30s", value_parser = runtime::duration::parse)]
+    #[arg(long, env = "HEALTHZ_MAX_AGE", default_value = "30s", value_parser = service_kit::duration::parse)]
     pub max_age: Duration,
 
     /// Do not probe skydns.
@@ -221,28 +221,28 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(
-            runtime::duration::parse("2s").unwrap(),
+            service_kit::duration::parse("2s").unwrap(),
             Duration::from_secs(2)
         );
         assert_eq!(
-            runtime::duration::parse("100ms").unwrap(),
+            service_kit::duration::parse("100ms").unwrap(),
             Duration::from_millis(100)
         );
         assert_eq!(
-            runtime::duration::parse("1.5s").unwrap(),
+            service_kit::duration::parse("1.5s").unwrap(),
             Duration::from_millis(1500)
         );
         assert_eq!(
-            runtime::duration::parse("1m").unwrap(),
+            service_kit::duration::parse("1m").unwrap(),
             Duration::from_secs(60)
         );
         assert_eq!(
-            runtime::duration::parse("3").unwrap(),
+            service_kit::duration::parse("3").unwrap(),
             Duration::from_secs(3)
         );
-        assert!(runtime::duration::parse("fast").is_err());
-        assert!(runtime::duration::parse("3 days").is_err());
-        assert!(runtime::duration::parse("-1s").is_err());
+        assert!(service_kit::duration::parse("fast").is_err());
+        assert!(service_kit::duration::parse("3 days").is_err());
+        assert!(service_kit::duration::parse("-1s").is_err());
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub async fn run(
     }
     tasks.close();
 
-    let app = routes::router(state).merge(runtime::http::metrics_router(Arc::new(Mutex::new(
+    let app = routes::router(state).merge(service_kit::http::metrics_router(Arc::new(Mutex::new(
         registry,
     ))));
     tracing::info!(
@@ -80,7 +80,7 @@ pub async fn run(
         max_age = ?settings.max_age,
         "healthz serving"
     );
-    let served = runtime::serve_http(listener, app, shutdown).await;
+    let served = service_kit::serve_http(listener, app, shutdown).await;
     stop.cancel();
     tasks.wait().await;
     served.context("serve HTTP")

@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    runtime::init_tracing(&["healthz", "runtime"]);
+    service_kit::init_tracing(&["healthz", "service_kit"]);
     let listener = match tokio::net::TcpListener::bind(settings.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -22,7 +22,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let shutdown = runtime::shutdown_on_signal();
+    let shutdown = service_kit::shutdown_on_signal();
     match healthz::run(settings, listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

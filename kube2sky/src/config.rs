@@ -1,5 +1,5 @@
 //! Command-line flags (the classic kube2sky names), each with a `KUBE2SKY_*` environment
-//! fallback (durations in `runtime::duration`'s syntax), and their validation into the
+//! fallback (durations in `service_kit::duration`'s syntax), and their validation into the
 //! [`Settings`] `run` takes. `validate` runs before anything binds, so a bad flag ends the
 //! process with exit code 2 and a message naming the flag.
 
@@ -42,7 +42,7 @@ pub struct Config {
     pub etcd_prefix: String,
 
     /// Timeout of one etcd request (a read page or a write transaction).
-    #[arg(long, env = "KUBE2SKY_ETCD_MUTATION_TIMEOUT", default_value = "10s", value_parser = runtime::duration::parse)]
+    #[arg(long, env = "KUBE2SKY_ETCD_MUTATION_TIMEOUT", default_value = "10s", value_parser = service_kit::duration::parse)]
     pub etcd_mutation_timeout: Duration,
 
     /// Most operations per etcd transaction (etcd's `--max-txn-ops`, 128 by default).
@@ -102,12 +102,12 @@ pub struct Config {
 
     /// A change after a quiet spell is written at once; during churn, writes go out at most
     /// once per this interval with everything that changed meanwhile.
-    #[arg(long, env = "KUBE2SKY_WRITE_INTERVAL", default_value = "20ms", value_parser = runtime::duration::parse)]
+    #[arg(long, env = "KUBE2SKY_WRITE_INTERVAL", default_value = "20ms", value_parser = service_kit::duration::parse)]
     pub write_interval: Duration,
 
     /// Re-read the owned trees and repair drift this often (0 disables; errors, leadership
     /// changes and a replaced etcd always trigger one).
-    #[arg(long, env = "KUBE2SKY_RECONCILE_INTERVAL", default_value = "5m", value_parser = runtime::duration::parse)]
+    #[arg(long, env = "KUBE2SKY_RECONCILE_INTERVAL", default_value = "5m", value_parser = service_kit::duration::parse)]
     pub reconcile_interval: Duration,
 
     /// Run as one of several replicas: only the elected leader writes.
@@ -116,7 +116,7 @@ pub struct Config {
     pub leader_elect: bool,
 
     /// Lease TTL of the leader; a dead leader is replaced after at most this long.
-    #[arg(long, env = "KUBE2SKY_LEADER_ELECT_TTL", default_value = "10s", value_parser = runtime::duration::parse)]
+    #[arg(long, env = "KUBE2SKY_LEADER_ELECT_TTL", default_value = "10s", value_parser = service_kit::duration::parse)]
     pub leader_elect_ttl: Duration,
 
     /// etcd election name [default: /kube2sky/leader/<domain>].
@@ -136,7 +136,7 @@ pub struct Settings {
     /// etcd endpoints, trimmed, at least one.
     pub etcd_server: Vec<String>,
     pub etcd_prefix: String,
-    pub etcd_security: runtime::EtcdSecurity,
+    pub etcd_security: service_kit::EtcdSecurity,
     pub etcd_mutation_timeout: Duration,
     pub etcd_max_txn_ops: usize,
     /// `--kube-master-url`, parsed.
@@ -283,8 +283,8 @@ impl Config {
     }
 
     /// TLS and credentials for etcd, from `--etcd-cafile/certfile/keyfile/username/password`.
-    fn etcd_security(&self) -> Result<runtime::EtcdSecurity, ConfigError> {
-        runtime::EtcdSecurity::new(
+    fn etcd_security(&self) -> Result<service_kit::EtcdSecurity, ConfigError> {
+        service_kit::EtcdSecurity::new(
             self.etcd_cafile.clone(),
             self.etcd_certfile.clone(),
             self.etcd_keyfile.clone(),
@@ -292,7 +292,7 @@ impl Config {
             self.etcd_password.clone(),
         )
         .map_err(|e| match e {
-            runtime::etcd::EtcdSecurityError::HalfAuth => {
+            service_kit::etcd::EtcdSecurityError::HalfAuth => {
                 invalid("--etcd-username/--etcd-password", e.to_string())
             }
             _ => invalid("--etcd-certfile/--etcd-keyfile", e.to_string()),
@@ -423,19 +423,28 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(runtime::duration::parse("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(runtime::duration::parse("10"), Ok(Duration::from_secs(10)));
         assert_eq!(
-            runtime::duration::parse("250ms"),
+            service_kit::duration::parse("10s"),
+            Ok(Duration::from_secs(10))
+        );
+        assert_eq!(
+            service_kit::duration::parse("10"),
+            Ok(Duration::from_secs(10))
+        );
+        assert_eq!(
+            service_kit::duration::parse("250ms"),
             Ok(Duration::from_millis(250))
         );
-        assert_eq!(runtime::duration::parse("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(
-            runtime::duration::parse("1.5s"),
+            service_kit::duration::parse("2m"),
+            Ok(Duration::from_secs(120))
+        );
+        assert_eq!(
+            service_kit::duration::parse("1.5s"),
             Ok(Duration::from_millis(1500))
         );
-        assert!(runtime::duration::parse("").is_err());
-        assert!(runtime::duration::parse("-1s").is_err());
-        assert!(runtime::duration::parse("1d").is_err());
+        assert!(service_kit::duration::parse("").is_err());
+        assert!(service_kit::duration::parse("-1s").is_err());
+        assert!(service_kit::duration::parse("1d").is_err());
     }
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper};
-use runtime::backoff::{sleep_or_stop, Backoff};
+use service_kit::backoff::{sleep_or_stop, Backoff};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -60,7 +60,7 @@ pub fn always() -> (Leadership, watch::Sender<Role>) {
 pub struct Election {
     pub endpoints: Vec<String>,
     /// TLS and credentials for etcd.
-    pub security: runtime::EtcdSecurity,
+    pub security: service_kit::EtcdSecurity,
     pub name: String,
     pub id: String,
     pub ttl: Duration,

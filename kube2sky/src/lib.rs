@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use msg::{Prefix, Zone};
-use runtime::Readiness;
+use service_kit::Readiness;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
@@ -54,7 +54,7 @@ pub async fn run(
     let zone = Zone::new(Prefix::new(&config.etcd_prefix), &config.domain);
     let (metrics, registry) = Metrics::new();
     let readiness = Readiness::new();
-    let router = runtime::http::metrics_router(registry)
+    let router = service_kit::http::metrics_router(registry)
         .route(
             "/readiness",
             get({
@@ -84,7 +84,7 @@ pub async fn run(
 
     let http_stop = stop.clone();
     tasks.spawn(async move {
-        runtime::serve_http(healthz, router, http_stop)
+        service_kit::serve_http(healthz, router, http_stop)
             .await
             .map_err(Error::Http)
     });

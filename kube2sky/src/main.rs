@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    runtime::init_tracing(&["kube2sky"]);
+    service_kit::init_tracing(&["kube2sky"]);
     let listener = match tokio::net::TcpListener::bind(settings.healthz_listen).await {
         Ok(l) => l,
         Err(err) => {
@@ -25,7 +25,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let shutdown = runtime::shutdown_on_signal();
+    let shutdown = service_kit::shutdown_on_signal();
     match kube2sky::run(settings, listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

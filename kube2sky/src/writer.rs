@@ -3,7 +3,7 @@
 //! arrive within `--write-interval`. Before its first write, after any etcd error, when it
 //! becomes leader, when etcd looks replaced and every `--reconcile-interval`, it reads the
 //! owned trees and queues every difference (the start-up prune and the catch-up). On errors it
-//! keeps the pending keys and retries with capped exponential backoff (`runtime::backoff`,
+//! keeps the pending keys and retries with capped exponential backoff (`service_kit::backoff`,
 //! 100 ms doubling to 5 s); it never gives up.
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,8 +12,8 @@ use std::time::Duration;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
 };
-use runtime::backoff::{sleep_or_stop, Backoff};
-use runtime::Readiness;
+use service_kit::backoff::{sleep_or_stop, Backoff};
+use service_kit::Readiness;
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
