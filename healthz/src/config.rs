@@ -1,12 +1,12 @@
-//! Command-line configuration: clap flags with `HEALTHZ_*` environment fallbacks, the duration
-//! and URL parsers they need, and `validate()` for the checks clap cannot express.
+//! Command-line configuration: clap flags with `HEALTHZ_*` environment fallbacks (durations in
+//! `service_kit::duration`'s syntax), and `validate()`, which checks what clap cannot and builds the
+//! [`Settings`] `run` takes: the probes, parsed once.
 
-use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::probe::{DnsProbe, HttpProbe, SetupError, KUBE2SKY, SKYDNS};
 use clap::Parser;
-use hickory_proto::rr::Name;
 
 /// Flags of the `healthz` program (successor of exechealthz).
 #[derive(Debug, Clone, Parser)]
@@ -45,15 +45,15 @@ pub struct Config {
     pub kube2sky_url: String,
 
     /// How often each probe runs (e.g. `2s`, `500ms`).
-    #[arg(long, env = "HEALTHZ_PERIOD", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "HEALTHZ_PERIOD", default_value = "2s", value_parser = service_kit::duration::parse)]
     pub period: Duration,
 
     /// A probe not finished after this long is a failure.
-    #[arg(long, env = "HEALTHZ_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "HEALTHZ_TIMEOUT", default_value = "1s", value_parser = service_kit::duration::parse)]
     pub timeout: Duration,
 
     /// A successful result older than this no longer counts (the probe loop is stuck).
-    #[arg(long, env = "HEALTHZ_MAX_AGE", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "HEALTHZ_MAX_AGE", default_value = "30s", value_parser = service_kit::duration::parse)]
     pub max_age: Duration,
 
     /// Do not probe skydns.
@@ -65,26 +65,47 @@ pub struct Config {
     pub no_kube2sky: bool,
 }
 
-/// A flag combination `validate()` rejects.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A flag combination `validate()` rejects (the message names the flag).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 fn bad(msg: impl Into<String>) -> ConfigError {
     ConfigError(msg.into())
 }
 
+/// Validated settings: what [`crate::run`] needs, each flag checked once.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the HTTP port binds (`--address`, `--port`).
+    pub listen: SocketAddr,
+    /// The DNS probe of skydns, unless `--no-skydns`.
+    pub skydns: Option<DnsProbe>,
+    /// The readiness probe of kube2sky, unless `--no-kube2sky`.
+    pub kube2sky: Option<HttpProbe>,
+    pub period: Duration,
+    pub timeout: Duration,
+    pub max_age: Duration,
+}
+
+impl Settings {
+    /// Names of the enabled probes, in a stable order.
+    pub fn enabled_probes(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.skydns.is_some() {
+            v.push(SKYDNS);
+        }
+        if self.kube2sky.is_some() {
+            v.push(KUBE2SKY);
+        }
+        v
+    }
+}
+
 impl Config {
     /// Checks clap cannot do: positive durations that fit together, a parseable probe name,
     /// DNS address and kube2sky URL, and at least one enabled probe.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
         if self.no_skydns && self.no_kube2sky {
             return Err(bad(
                 "--no-skydns and --no-kube2sky together leave nothing to probe",
@@ -102,18 +123,33 @@ impl Config {
                 self.max_age, self.period
             )));
         }
-        if !self.no_skydns {
-            split_host_port(&self.dns_addr)
-                .map_err(|e| bad(format!("--dns-addr {:?}: {e}", self.dns_addr)))?;
+        let skydns = if self.no_skydns {
+            None
+        } else {
             let name = self.probe_name();
-            Name::from_ascii(&name)
-                .map_err(|e| bad(format!("probe name {name:?} is not a DNS name: {e}")))?;
-        }
-        if !self.no_kube2sky {
-            HttpTarget::parse(&self.kube2sky_url)
-                .map_err(|e| bad(format!("--kube2sky-url {:?}: {e}", self.kube2sky_url)))?;
-        }
-        Ok(())
+            Some(DnsProbe::new(&self.dns_addr, &name).map_err(|e| match e {
+                SetupError::Name { source, .. } => {
+                    bad(format!("probe name {name:?} is not a DNS name: {source}"))
+                }
+                e => bad(format!("--dns-addr {:?}: {e}", self.dns_addr)),
+            })?)
+        };
+        let kube2sky = if self.no_kube2sky {
+            None
+        } else {
+            Some(
+                HttpProbe::new(KUBE2SKY, &self.kube2sky_url)
+                    .map_err(|e| bad(format!("--kube2sky-url {:?}: {e}", self.kube2sky_url)))?,
+            )
+        };
+        Ok(Settings {
+            listen: SocketAddr::new(self.address, self.port),
+            skydns,
+            kube2sky,
+            period: self.period,
+            timeout: self.timeout,
+            max_age: self.max_age,
+        })
     }
 
     /// The name the DNS probe resolves, fully qualified (trailing dot).
@@ -129,126 +165,6 @@ impl Config {
             name
         } else {
             format!("{name}.")
-        }
-    }
-
-    /// Names of the enabled probes, in a stable order.
-    pub fn enabled_probes(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        if !self.no_skydns {
-            v.push(crate::probe::SKYDNS);
-        }
-        if !self.no_kube2sky {
-            v.push(crate::probe::KUBE2SKY);
-        }
-        v
-    }
-}
-
-/// Parse a Go-style duration: `2s`, `500ms`, `1m`, `1.5s`, `100us`; a bare number is seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (examples: 2s, 500ms, 1m)"))?;
-    let scale = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "ns" => 1e-9,
-        "m" => 60.0,
-        "h" => 3600.0,
-        other => return Err(format!("unknown unit {other:?} in duration {s:?}")),
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("duration {s:?}: {e}"))
-}
-
-/// Split `host:port` (IPv6 as `[::1]:53`); the port is required.
-pub fn split_host_port(s: &str) -> Result<(String, u16), String> {
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or_else(|| "unclosed '[' in address".to_string())?;
-        let port = after
-            .strip_prefix(':')
-            .ok_or_else(|| "missing :port".to_string())?;
-        (host, port)
-    } else {
-        s.rsplit_once(':')
-            .ok_or_else(|| "missing :port (expected host:port)".to_string())?
-    };
-    if host.is_empty() {
-        return Err("empty host".into());
-    }
-    if host.contains(':') && !s.starts_with('[') {
-        return Err("IPv6 addresses must be written as [addr]:port".into());
-    }
-    let port: u16 = port.parse().map_err(|_| format!("invalid port {port:?}"))?;
-    Ok((host.to_string(), port))
-}
-
-/// A parsed `http://host[:port][/path]` URL (no TLS, no credentials).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpTarget {
-    pub host: String,
-    pub port: u16,
-    /// Path and query, starting with `/`.
-    pub path: String,
-}
-
-impl HttpTarget {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| "only plain http:// URLs are supported".to_string())?;
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
-            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
-            None => (rest, "/".to_string()),
-        };
-        if authority.contains('@') {
-            return Err("credentials in the URL are not supported".into());
-        }
-        if authority.is_empty() {
-            return Err("missing host".into());
-        }
-        let has_port = if authority.starts_with('[') {
-            authority.contains("]:")
-        } else {
-            authority.contains(':')
-        };
-        let (host, port) = if has_port {
-            split_host_port(authority)?
-        } else {
-            (
-                authority
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string(),
-                80,
-            )
-        };
-        if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err("the path must not contain spaces or control characters".into());
-        }
-        Ok(Self { host, port, path })
-    }
-
-    /// The `Host:` header value.
-    pub fn host_header(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == 80 {
-            host
-        } else {
-            format!("{host}:{}", self.port)
         }
     }
 }
@@ -273,8 +189,10 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_secs(1));
         assert_eq!(c.max_age, Duration::from_secs(30));
         assert_eq!(c.probe_name(), "kubernetes.default.svc.cluster.local.");
-        assert_eq!(c.enabled_probes(), vec!["skydns", "kube2sky"]);
-        c.validate().unwrap();
+        assert_eq!(
+            c.validate().unwrap().enabled_probes(),
+            vec!["skydns", "kube2sky"]
+        );
     }
 
     #[test]
@@ -302,14 +220,29 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("3 days").is_err());
-        assert!(parse_duration("-1s").is_err());
+        assert_eq!(
+            service_kit::duration::parse("2s").unwrap(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            service_kit::duration::parse("100ms").unwrap(),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            service_kit::duration::parse("1.5s").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            service_kit::duration::parse("1m").unwrap(),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            service_kit::duration::parse("3").unwrap(),
+            Duration::from_secs(3)
+        );
+        assert!(service_kit::duration::parse("fast").is_err());
+        assert!(service_kit::duration::parse("3 days").is_err());
+        assert!(service_kit::duration::parse("-1s").is_err());
     }
 
     #[test]
@@ -341,38 +274,5 @@ mod tests {
         assert!(parse(&["--bogus"]).is_err());
         assert!(parse(&["--port", "70000"]).is_err());
         assert!(parse(&["--period", "soon"]).is_err());
-    }
-
-    #[test]
-    fn http_targets() {
-        let t = HttpTarget::parse("http://127.0.0.1:8081/readiness").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.path.as_str()),
-            ("127.0.0.1", 8081, "/readiness")
-        );
-        assert_eq!(t.host_header(), "127.0.0.1:8081");
-        let t = HttpTarget::parse("http://kube2sky").unwrap();
-        assert_eq!((t.port, t.path.as_str()), (80, "/"));
-        assert_eq!(t.host_header(), "kube2sky");
-        let t = HttpTarget::parse("http://[::1]:8081/r?x=1").unwrap();
-        assert_eq!((t.host.as_str(), t.port), ("::1", 8081));
-        assert_eq!(t.host_header(), "[::1]:8081");
-        assert_eq!(t.path, "/r?x=1");
-        assert!(HttpTarget::parse("http://u:p@host/").is_err());
-        assert!(HttpTarget::parse("ftp://host/").is_err());
-    }
-
-    #[test]
-    fn host_ports() {
-        assert_eq!(
-            split_host_port("skydns:53").unwrap(),
-            ("skydns".to_string(), 53)
-        );
-        assert_eq!(
-            split_host_port("[::1]:1053").unwrap(),
-            ("::1".to_string(), 1053)
-        );
-        assert!(split_host_port(":53").is_err());
-        assert!(split_host_port("host:x").is_err());
     }
 }

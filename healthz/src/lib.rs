@@ -3,49 +3,51 @@
 //! `/healthz` (200 `ok` only when every probe's last result is a success no older than
 //! `--max-age`), `/healthz/{skydns,kube2sky}` and Prometheus `/metrics`.
 //!
-//! Modules: [`config`] flags, [`probe`] the probes and their loop, [`state`] latest results,
-//! [`routes`] the HTTP handlers, [`metrics`] the Prometheus series.
+//! Modules: [`config`] flags and their validation into [`Settings`], [`target`] the probe
+//! targets (`host:port`, the `http::Uri` of kube2sky's readiness URL), [`probe`] the probes and
+//! their loop, [`state`] latest results, [`routes`] the HTTP handlers, [`metrics`] the
+//! Prometheus series. Imports go one way: `config` → `probe` → `target`, `probe` →
+//! `metrics`, `state`.
 
 pub mod config;
 pub mod metrics;
 pub mod probe;
 pub mod routes;
 pub mod state;
+pub mod target;
 
 use std::sync::{Arc, Mutex};
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::Config;
+pub use config::{Config, Settings};
 pub use state::State;
 
 use crate::metrics::Metrics;
-use crate::probe::{run_probe, DnsProbe, HttpProbe, KUBE2SKY};
+use crate::probe::run_probe;
 
 /// Run the probes and serve HTTP on `listener` until `shutdown` is cancelled.
 ///
-/// The caller binds the listener (tests pass port 0). Returns after the server has drained and
-/// the probe loops have stopped.
+/// The caller validates the flags (`Config::validate`) and binds the listener (tests pass
+/// port 0). Returns after the server has drained and the probe loops have stopped.
 pub async fn run(
-    config: Config,
+    settings: Settings,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    config.validate()?;
-    let probes = config.enabled_probes();
+    let probes = settings.enabled_probes();
     let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry, &probes);
-    let state = State::new(probes.iter().copied(), config.max_age);
+    let metrics = Metrics::register(&mut registry, &probes, &probe::Failure::LABELS);
+    let state = State::new(probes.iter().copied(), settings.max_age);
 
     let stop = shutdown.child_token();
     let tasks = TaskTracker::new();
-    let (period, timeout) = (config.period, config.timeout);
-    if !config.no_skydns {
-        let p = DnsProbe::new(&config.dns_addr, &config.probe_name()).map_err(|e| anyhow!(e))?;
+    let (period, timeout) = (settings.period, settings.timeout);
+    if let Some(p) = settings.skydns {
         tasks.spawn(run_probe(
             p,
             state.clone(),
@@ -55,8 +57,7 @@ pub async fn run(
             stop.clone(),
         ));
     }
-    if !config.no_kube2sky {
-        let p = HttpProbe::new(KUBE2SKY, &config.kube2sky_url).map_err(|e| anyhow!(e))?;
+    if let Some(p) = settings.kube2sky {
         tasks.spawn(run_probe(
             p,
             state.clone(),
@@ -68,7 +69,7 @@ pub async fn run(
     }
     tasks.close();
 
-    let app = routes::router(state).merge(runtime::http::metrics_router(Arc::new(Mutex::new(
+    let app = routes::router(state).merge(service_kit::http::metrics_router(Arc::new(Mutex::new(
         registry,
     ))));
     tracing::info!(
@@ -76,10 +77,10 @@ pub async fn run(
         probes = ?probes,
         period = ?period,
         timeout = ?timeout,
-        max_age = ?config.max_age,
+        max_age = ?settings.max_age,
         "healthz serving"
     );
-    let served = runtime::serve_http(listener, app, shutdown).await;
+    let served = service_kit::serve_http(listener, app, shutdown).await;
     stop.cancel();
     tasks.wait().await;
     served.context("serve HTTP")

@@ -1,5 +1,5 @@
-//! `healthz` binary: parse flags, bind the HTTP port, run until SIGINT/SIGTERM.
-//! Exit codes: 2 bad flags (before binding), 1 runtime failure.
+//! `healthz` binary: parse and validate flags (exit 2, before binding), bind the HTTP port, run
+//! until SIGINT/SIGTERM (exit 1 on failure).
 
 use std::process::ExitCode;
 
@@ -7,22 +7,23 @@ use clap::Parser;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let config = healthz::Config::parse();
-    if let Err(e) = config.validate() {
-        eprintln!("healthz: invalid flags: {e}");
-        return ExitCode::from(2);
-    }
-    runtime::init_tracing(&["healthz", "runtime"]);
-    let addr = (config.address, config.port);
-    let listener = match tokio::net::TcpListener::bind(addr).await {
+    let settings = match healthz::Config::parse().validate() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("healthz: invalid flags: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    service_kit::init_tracing(&["healthz", "service_kit"]);
+    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!("cannot bind {}:{}: {e}", addr.0, addr.1);
+            tracing::error!("cannot bind {}: {e}", settings.listen);
             return ExitCode::from(1);
         }
     };
-    let shutdown = runtime::shutdown_on_signal();
-    match healthz::run(config, listener, shutdown).await {
+    let shutdown = service_kit::shutdown_on_signal();
+    match healthz::run(settings, listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("healthz failed: {e:#}");

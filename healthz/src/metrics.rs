@@ -1,5 +1,6 @@
 //! Prometheus metrics of the probes: `healthz_probe_latency_seconds{probe}` (histogram),
-//! `healthz_probe_errors_total{probe}`, `healthz_probe_healthy{probe}` (1/0, last result), plus
+//! `healthz_probe_errors_total{probe}`, `healthz_probe_failures_total{probe,error}` (the same
+//! runs by kind of failure, `probe::Failure::label`), `healthz_probe_healthy{probe}` (1/0, last result), plus
 //! the names the kube-dns sidecar used: `kubedns_probe_<probe>_latency_ms` and
 //! `kubedns_probe_<probe>_errors_total`.
 
@@ -19,6 +20,13 @@ pub struct ProbeLabels {
     pub probe: String,
 }
 
+/// The `probe` and `error` labels of `healthz_probe_failures_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    pub probe: String,
+    pub error: &'static str,
+}
+
 fn latency_seconds() -> Histogram {
     // 0.5 ms .. ~4 s
     Histogram::new(exponential_buckets(0.0005, 2.0, 14))
@@ -35,6 +43,7 @@ struct Compat {
 pub struct Metrics {
     latency: Family<ProbeLabels, Histogram, fn() -> Histogram>,
     errors: Family<ProbeLabels, Counter>,
+    failures: Family<FailureLabels, Counter>,
     healthy: Family<ProbeLabels, Gauge>,
     compat: BTreeMap<String, Compat>,
 }
@@ -42,11 +51,17 @@ pub struct Metrics {
 impl Metrics {
     /// Register the metrics for `probes` in `registry`; every series exists from the start
     /// (errors at 0) so dashboards see the probe before its first failure.
-    pub fn register(registry: &mut Registry, probes: &[&str]) -> Self {
+    /// `failure_labels` are the values of the `error` label (`probe::Failure::LABELS`).
+    pub fn register(
+        registry: &mut Registry,
+        probes: &[&str],
+        failure_labels: &[&'static str],
+    ) -> Self {
         let latency = Family::<ProbeLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_seconds,
         );
         let errors = Family::<ProbeLabels, Counter>::default();
+        let failures = Family::<FailureLabels, Counter>::default();
         let healthy = Family::<ProbeLabels, Gauge>::default();
         registry.register(
             "healthz_probe_latency_seconds",
@@ -57,6 +72,11 @@ impl Metrics {
             "healthz_probe_errors",
             "Probe runs that failed (error answer, refused, timeout, bad status)",
             errors.clone(),
+        );
+        registry.register(
+            "healthz_probe_failures",
+            "Probe runs that failed, by kind of failure",
+            failures.clone(),
         );
         registry.register(
             "healthz_probe_healthy",
@@ -70,6 +90,12 @@ impl Metrics {
             };
             let _ = latency.get_or_create(&labels);
             let _ = errors.get_or_create(&labels);
+            for &error in failure_labels {
+                let _ = failures.get_or_create(&FailureLabels {
+                    probe: probe.to_string(),
+                    error,
+                });
+            }
             let _ = healthy.get_or_create(&labels);
             let c = Compat {
                 latency_ms: Histogram::new(exponential_buckets(0.5, 2.0, 14)),
@@ -90,13 +116,15 @@ impl Metrics {
         Self {
             latency,
             errors,
+            failures,
             healthy,
             compat,
         }
     }
 
-    /// Record one finished run.
-    pub fn observe(&self, probe: &str, latency: Duration, ok: bool) {
+    /// Record one finished run: `failure` is the failure's label, `None` on success.
+    pub fn observe(&self, probe: &str, latency: Duration, failure: Option<&'static str>) {
+        let ok = failure.is_none();
         let labels = ProbeLabels {
             probe: probe.to_string(),
         };
@@ -104,8 +132,14 @@ impl Metrics {
             .get_or_create(&labels)
             .observe(latency.as_secs_f64());
         self.healthy.get_or_create(&labels).set(i64::from(ok));
-        if !ok {
+        if let Some(error) = failure {
             self.errors.get_or_create(&labels).inc();
+            self.failures
+                .get_or_create(&FailureLabels {
+                    probe: probe.to_string(),
+                    error,
+                })
+                .inc();
         }
         if let Some(c) = self.compat.get(probe) {
             c.latency_ms.observe(latency.as_secs_f64() * 1000.0);
@@ -123,7 +157,7 @@ mod tests {
     #[test]
     fn series_exist_from_start_and_move() {
         let mut reg = Registry::default();
-        let m = Metrics::register(&mut reg, &["skydns"]);
+        let m = Metrics::register(&mut reg, &["skydns"], &["timeout"]);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
         assert!(
@@ -134,7 +168,7 @@ mod tests {
             text.contains("kubedns_probe_skydns_errors_total 0"),
             "{text}"
         );
-        m.observe("skydns", Duration::from_millis(2), false);
+        m.observe("skydns", Duration::from_millis(2), Some("timeout"));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
         assert!(
@@ -147,6 +181,10 @@ mod tests {
         );
         assert!(
             text.contains("healthz_probe_healthy{probe=\"skydns\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("healthz_probe_failures_total{probe=\"skydns\",error=\"timeout\"} 1"),
             "{text}"
         );
         assert!(

@@ -6,42 +6,169 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use axum::http::{header, Request, StatusCode};
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::HttpTarget;
 use crate::metrics::Metrics;
 use crate::state::{ProbeResult, State};
+use crate::target::{split_host_port, AddressError, HttpTarget, UrlError};
 
 /// Name of the DNS probe (label value and `/healthz/skydns`).
 pub const SKYDNS: &str = "skydns";
 /// Name of the kube2sky readiness probe (label value and `/healthz/kube2sky`).
 pub const KUBE2SKY: &str = "kube2sky";
 
-/// One health check. A run returns `Err(reason)` on failure; the caller bounds it by a timeout.
+/// Why one probe run failed. `label` is its `error` label on `healthz_probe_failures_total`.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("cannot resolve {host}: no addresses")]
+    NoAddress { host: String },
+    #[error("bind UDP socket: {0}")]
+    Bind(std::io::Error),
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("encode query: {0}")]
+    Encode(hickory_proto::ProtoError),
+    #[error("send to {addr}: {source}")]
+    Send {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("no DNS server answering at {addr}: {source}")]
+    NoServer {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("undecodable reply: {0}")]
+    Undecodable(hickory_proto::serialize::binary::DecodeError),
+    #[error("reply id {got} does not match query id {asked}")]
+    WrongId { got: u16, asked: u16 },
+    #[error("reply is not a response (QR bit clear)")]
+    NotAResponse,
+    #[error("reply is for {name} {rtype}, not the question asked")]
+    OtherQuestion { name: Name, rtype: RecordType },
+    /// An error response code: `NXDOMAIN`, `SERVFAIL`, …
+    #[error("{}", rcode_name(*.0))]
+    Rcode(ResponseCode),
+    #[error("truncated reply without records")]
+    TruncatedEmpty,
+    #[error("NOERROR but no records (NODATA)")]
+    NoData,
+    #[error("HTTP exchange: {0}")]
+    Http(#[from] hyper::Error),
+    /// A status other than 200, with the start of the body.
+    #[error("status {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
+    Status { status: StatusCode, body: String },
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl Failure {
+    /// The metric label: what kind of failure.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Failure::Resolve { .. } | Failure::NoAddress { .. } => "resolve",
+            Failure::Bind(_) | Failure::Encode(_) => "local",
+            Failure::Connect { .. } | Failure::Send { .. } | Failure::NoServer { .. } => {
+                "unreachable"
+            }
+            Failure::Undecodable(_)
+            | Failure::WrongId { .. }
+            | Failure::NotAResponse
+            | Failure::OtherQuestion { .. }
+            | Failure::TruncatedEmpty
+            | Failure::Http(_) => "bad_reply",
+            Failure::Rcode(_) => "rcode",
+            Failure::NoData => "nodata",
+            Failure::Status { .. } => "status",
+            Failure::Timeout(_) => "timeout",
+        }
+    }
+
+    /// Every label value, for series that exist from the start.
+    pub const LABELS: [&'static str; 8] = [
+        "resolve",
+        "local",
+        "unreachable",
+        "bad_reply",
+        "rcode",
+        "nodata",
+        "status",
+        "timeout",
+    ];
+}
+
+/// A failed run, naming what was probed: `<target>: <failure>`.
+#[derive(Debug, thiserror::Error)]
+#[error("{target}: {failure}")]
+pub struct ProbeError {
+    pub target: String,
+    pub failure: Failure,
+}
+
+/// Why a probe cannot be built from its flags.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{0}")]
+    Address(#[from] AddressError),
+    #[error("{0}")]
+    Url(#[from] UrlError),
+    #[error("bad name {name:?}: {source}")]
+    Name {
+        name: String,
+        source: hickory_proto::ProtoError,
+    },
+}
+
+/// One health check. A run returns the failure; the caller bounds it by a timeout.
 pub trait Probe: Send + Sync + 'static {
     /// Short name: the `probe` label and the `/healthz/<name>` path.
     fn name(&self) -> &'static str;
     /// What is probed, for messages (e.g. `kubernetes.default.svc.cluster.local. A @127.0.0.1:53`).
     fn target(&self) -> String;
     /// Run once.
-    fn probe(&self) -> impl Future<Output = Result<(), String>> + Send;
+    fn run(&self) -> impl Future<Output = Result<(), Failure>> + Send;
+    /// Run once; a failure names the target.
+    fn probe(&self) -> impl Future<Output = Result<(), ProbeError>> + Send {
+        async move {
+            self.run().await.map_err(|failure| ProbeError {
+                target: self.target(),
+                failure,
+            })
+        }
+    }
 }
 
 /// Resolve `host:port` to one socket address (IP literals need no lookup).
-async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, Failure> {
     if let Ok(ip) = host.parse() {
         return Ok(SocketAddr::new(ip, port));
     }
     tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .map_err(|source| Failure::Resolve {
+            host: host.to_string(),
+            source,
+        })?
         .next()
-        .ok_or_else(|| format!("cannot resolve {host}: no addresses"))
+        .ok_or_else(|| Failure::NoAddress {
+            host: host.to_string(),
+        })
 }
 
 /// Resolves `name` (type A) against a DNS server over UDP.
@@ -59,9 +186,12 @@ pub struct DnsProbe {
 
 impl DnsProbe {
     /// `server` is `host:port`; `name` a DNS name (made fully qualified).
-    pub fn new(server: &str, name: &str) -> Result<Self, String> {
-        let (host, port) = crate::config::split_host_port(server)?;
-        let mut name = Name::from_ascii(name).map_err(|e| format!("bad name {name:?}: {e}"))?;
+    pub fn new(server: &str, name: &str) -> Result<Self, SetupError> {
+        let (host, port) = split_host_port(server)?;
+        let mut name = Name::from_ascii(name).map_err(|source| SetupError::Name {
+            name: name.to_string(),
+            source,
+        })?;
         name.set_fqdn(true);
         Ok(Self { host, port, name })
     }
@@ -72,34 +202,6 @@ impl DnsProbe {
         msg.metadata.recursion_desired = true;
         msg.add_query(Query::query(self.name.clone(), RecordType::A));
         msg
-    }
-
-    async fn exchange(&self) -> Result<(), String> {
-        let addr = resolve(&self.host, self.port).await?;
-        let local: SocketAddr = if addr.is_ipv4() {
-            ([0, 0, 0, 0], 0).into()
-        } else {
-            ([0u16; 8], 0).into()
-        };
-        let sock = UdpSocket::bind(local)
-            .await
-            .map_err(|e| format!("bind UDP socket: {e}"))?;
-        // A connected socket only receives from the server, and reports ICMP port unreachable
-        // as "connection refused" right away instead of waiting for the timeout.
-        sock.connect(addr)
-            .await
-            .map_err(|e| format!("connect to {addr}: {e}"))?;
-        let query = self.query();
-        let bytes = query.to_vec().map_err(|e| format!("encode query: {e}"))?;
-        sock.send(&bytes)
-            .await
-            .map_err(|e| format!("send to {addr}: {e}"))?;
-        let mut buf = vec![0u8; 4096];
-        let n = sock
-            .recv(&mut buf)
-            .await
-            .map_err(|e| format!("no DNS server answering at {addr}: {e}"))?;
-        check_reply(&query, &buf[..n])
     }
 }
 
@@ -112,10 +214,30 @@ impl Probe for DnsProbe {
         format!("{} A @{}:{}", self.name, self.host, self.port)
     }
 
-    async fn probe(&self) -> Result<(), String> {
-        self.exchange()
+    async fn run(&self) -> Result<(), Failure> {
+        let addr = resolve(&self.host, self.port).await?;
+        let local: SocketAddr = if addr.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            ([0u16; 8], 0).into()
+        };
+        let sock = UdpSocket::bind(local).await.map_err(Failure::Bind)?;
+        // A connected socket only receives from the server, and reports ICMP port unreachable
+        // as "connection refused" right away instead of waiting for the timeout.
+        sock.connect(addr)
             .await
-            .map_err(|e| format!("{}: {e}", self.target()))
+            .map_err(|source| Failure::Connect { addr, source })?;
+        let query = self.query();
+        let bytes = query.to_vec().map_err(Failure::Encode)?;
+        sock.send(&bytes)
+            .await
+            .map_err(|source| Failure::Send { addr, source })?;
+        let mut buf = vec![0u8; 4096];
+        let n = sock
+            .recv(&mut buf)
+            .await
+            .map_err(|source| Failure::NoServer { addr, source })?;
+        check_reply(&query, &buf[..n])
     }
 }
 
@@ -133,41 +255,41 @@ fn rcode_name(code: ResponseCode) -> String {
 }
 
 /// Judge a raw reply to `query` (see [`DnsProbe`] for the rules).
-pub fn check_reply(query: &Message, reply: &[u8]) -> Result<(), String> {
-    let reply = Message::from_vec(reply).map_err(|e| format!("undecodable reply: {e}"))?;
+pub fn check_reply(query: &Message, reply: &[u8]) -> Result<(), Failure> {
+    let reply = Message::from_vec(reply).map_err(Failure::Undecodable)?;
     if reply.metadata.id != query.metadata.id {
-        return Err(format!(
-            "reply id {} does not match query id {}",
-            reply.metadata.id, query.metadata.id
-        ));
+        return Err(Failure::WrongId {
+            got: reply.metadata.id,
+            asked: query.metadata.id,
+        });
     }
     if reply.metadata.message_type != MessageType::Response {
-        return Err("reply is not a response (QR bit clear)".into());
+        return Err(Failure::NotAResponse);
     }
     if let (Some(asked), Some(answered)) = (query.queries.first(), reply.queries.first()) {
         if asked.name() != answered.name() || asked.query_type() != answered.query_type() {
-            return Err(format!(
-                "reply is for {} {}, not the question asked",
-                answered.name(),
-                answered.query_type()
-            ));
+            return Err(Failure::OtherQuestion {
+                name: answered.name().clone(),
+                rtype: answered.query_type(),
+            });
         }
     }
     let code = reply.metadata.response_code;
     if code != ResponseCode::NoError {
-        return Err(rcode_name(code));
+        return Err(Failure::Rcode(code));
     }
     if reply.answers.is_empty() {
         return Err(if reply.metadata.truncation {
-            "truncated reply without records".into()
+            Failure::TruncatedEmpty
         } else {
-            "NOERROR but no records (NODATA)".into()
+            Failure::NoData
         });
     }
     Ok(())
 }
 
-/// GETs a plain-HTTP URL and expects status 200 (kube2sky's `/readiness`).
+/// GETs a plain-HTTP URL over one HTTP/1.1 connection (hyper) and expects status 200
+/// (kube2sky's `/readiness`).
 #[derive(Debug, Clone)]
 pub struct HttpProbe {
     name: &'static str,
@@ -175,11 +297,11 @@ pub struct HttpProbe {
     target: HttpTarget,
 }
 
-/// Response head is read up to this many bytes.
-const MAX_HEAD: usize = 16 * 1024;
+/// Body bytes read from a response that is not 200 (its start is quoted in the reason).
+const MAX_BODY: usize = 16 * 1024;
 
 impl HttpProbe {
-    pub fn new(name: &'static str, url: &str) -> Result<Self, String> {
+    pub fn new(name: &'static str, url: &str) -> Result<Self, SetupError> {
         Ok(Self {
             name,
             url: url.to_string(),
@@ -187,72 +309,10 @@ impl HttpProbe {
         })
     }
 
-    async fn get(&self) -> Result<(), String> {
-        let t = &self.target;
-        let addr = resolve(&t.host, t.port).await?;
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect to {addr}: {e}"))?;
-        let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: healthz/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-            t.path,
-            t.host_header(),
-            env!("CARGO_PKG_VERSION"),
-        );
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("send request: {e}"))?;
-        let mut buf = Vec::with_capacity(1024);
-        let head_end = loop {
-            if let Some(i) = find(&buf, b"\r\n\r\n") {
-                break i;
-            }
-            if buf.len() >= MAX_HEAD {
-                return Err("response head too large".into());
-            }
-            let mut chunk = [0u8; 2048];
-            let n = stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| format!("read response: {e}"))?;
-            if n == 0 {
-                if buf.is_empty() {
-                    return Err("connection closed without a response".into());
-                }
-                break buf.len();
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]);
-        let status_line = head.lines().next().unwrap_or_default();
-        let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or_default();
-        let code = parts.next().unwrap_or_default();
-        if !version.starts_with("HTTP/1.") || code.len() != 3 {
-            return Err(format!("not an HTTP response: {status_line:?}"));
-        }
-        if code == "200" {
-            return Ok(());
-        }
-        let mut msg = format!("status {}", status_line[version.len()..].trim());
-        let body_start = (head_end + 4).min(buf.len());
-        let body = String::from_utf8_lossy(&buf[body_start..]);
-        let body: String = body.trim().chars().take(200).collect();
-        if !body.is_empty()
-            && !head
-                .to_ascii_lowercase()
-                .contains("transfer-encoding: chunked")
-        {
-            msg.push_str(": ");
-            msg.push_str(&body);
-        }
-        Err(msg)
+    /// The parsed URL.
+    pub fn http_target(&self) -> &HttpTarget {
+        &self.target
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 impl Probe for HttpProbe {
@@ -264,10 +324,54 @@ impl Probe for HttpProbe {
         format!("GET {}", self.url)
     }
 
-    async fn probe(&self) -> Result<(), String> {
-        self.get()
+    async fn run(&self) -> Result<(), Failure> {
+        let t = &self.target;
+        let addr = resolve(&t.host, t.port).await?;
+        let stream = TcpStream::connect(addr)
             .await
-            .map_err(|e| format!("{}: {e}", self.target()))
+            .map_err(|source| Failure::Connect { addr, source })?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let request = Request::get(t.path.as_str())
+            .header(header::HOST, t.host_header())
+            .header(
+                header::USER_AGENT,
+                concat!("healthz/", env!("CARGO_PKG_VERSION")),
+            )
+            .header(header::ACCEPT, "*/*")
+            .header(header::CONNECTION, "close")
+            .body(Empty::<Bytes>::new())
+            .expect("a request from a parsed URL is valid");
+        let exchange = async move {
+            let response = sender.send_request(request).await?;
+            let status = response.status();
+            if status == StatusCode::OK {
+                return Ok(());
+            }
+            let body = match Limited::new(response.into_body(), MAX_BODY).collect().await {
+                Ok(b) => {
+                    let b = b.to_bytes();
+                    String::from_utf8_lossy(&b)
+                        .trim()
+                        .chars()
+                        .take(200)
+                        .collect()
+                }
+                Err(_) => String::new(),
+            };
+            Err(Failure::Status { status, body })
+        };
+        // The connection is driven here, not spawned: a run dropped at its timeout leaves
+        // nothing behind.
+        let mut exchange = std::pin::pin!(exchange);
+        let mut conn = std::pin::pin!(conn);
+        tokio::select! {
+            r = &mut exchange => r,
+            c = &mut conn => {
+                c?;
+                exchange.await
+            }
+        }
     }
 }
 
@@ -293,14 +397,21 @@ pub async fn run_probe<P: Probe>(
         let start = Instant::now();
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => break,
-            r = tokio::time::timeout(timeout, probe.probe()) => match r {
+            r = tokio::time::timeout(timeout, probe.run()) => match r {
                 Ok(outcome) => outcome,
-                Err(_) => Err(format!("{}: no answer within {timeout:?}", probe.target())),
+                Err(_) => Err(Failure::Timeout(timeout)),
             },
         };
         let latency = start.elapsed();
         let ok = outcome.is_ok();
-        metrics.observe(name, latency, ok);
+        metrics.observe(name, latency, outcome.as_ref().err().map(Failure::label));
+        let outcome = outcome.map_err(|failure| {
+            ProbeError {
+                target: probe.target(),
+                failure,
+            }
+            .to_string()
+        });
         match (&outcome, was_ok) {
             (Err(e), Some(true) | None) => {
                 tracing::warn!(probe = name, reason = %e, "probe failing")
@@ -352,7 +463,7 @@ mod tests {
     }
 
     fn check(q: &Message, r: &Message) -> Result<(), String> {
-        check_reply(q, &r.to_vec().unwrap())
+        check_reply(q, &r.to_vec().unwrap()).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -417,6 +528,7 @@ mod tests {
         }
         assert!(check_reply(&q, b"\x00\x01")
             .unwrap_err()
+            .to_string()
             .contains("undecodable"));
     }
 

@@ -1,8 +1,9 @@
 //! Command-line flags (the classic kube2sky names), each with a `KUBE2SKY_*` environment
-//! fallback, and their validation. `validate` runs before anything binds, so a bad flag ends
-//! the process with exit code 2 and a message naming the flag.
+//! fallback (durations in `service_kit::duration`'s syntax), and their validation into the
+//! [`Settings`] `run` takes. `validate` runs before anything binds, so a bad flag ends the
+//! process with exit code 2 and a message naming the flag.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,7 +42,7 @@ pub struct Config {
     pub etcd_prefix: String,
 
     /// Timeout of one etcd request (a read page or a write transaction).
-    #[arg(long, env = "KUBE2SKY_ETCD_MUTATION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "KUBE2SKY_ETCD_MUTATION_TIMEOUT", default_value = "10s", value_parser = service_kit::duration::parse)]
     pub etcd_mutation_timeout: Duration,
 
     /// Most operations per etcd transaction (etcd's `--max-txn-ops`, 128 by default).
@@ -101,12 +102,12 @@ pub struct Config {
 
     /// A change after a quiet spell is written at once; during churn, writes go out at most
     /// once per this interval with everything that changed meanwhile.
-    #[arg(long, env = "KUBE2SKY_WRITE_INTERVAL", default_value = "20ms", value_parser = parse_duration)]
+    #[arg(long, env = "KUBE2SKY_WRITE_INTERVAL", default_value = "20ms", value_parser = service_kit::duration::parse)]
     pub write_interval: Duration,
 
     /// Re-read the owned trees and repair drift this often (0 disables; errors, leadership
     /// changes and a replaced etcd always trigger one).
-    #[arg(long, env = "KUBE2SKY_RECONCILE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "KUBE2SKY_RECONCILE_INTERVAL", default_value = "5m", value_parser = service_kit::duration::parse)]
     pub reconcile_interval: Duration,
 
     /// Run as one of several replicas: only the elected leader writes.
@@ -115,7 +116,7 @@ pub struct Config {
     pub leader_elect: bool,
 
     /// Lease TTL of the leader; a dead leader is replaced after at most this long.
-    #[arg(long, env = "KUBE2SKY_LEADER_ELECT_TTL", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "KUBE2SKY_LEADER_ELECT_TTL", default_value = "10s", value_parser = service_kit::duration::parse)]
     pub leader_elect_ttl: Duration,
 
     /// etcd election name [default: /kube2sky/leader/<domain>].
@@ -127,25 +128,63 @@ pub struct Config {
     pub leader_elect_id: Option<String>,
 }
 
+/// Validated settings: what [`crate::run`] needs, every flag checked once and the derived
+/// defaults filled in (`--etcd-server` from `ETCD_SERVER`, the election name and id).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub domain: String,
+    /// etcd endpoints, trimmed, at least one.
+    pub etcd_server: Vec<String>,
+    pub etcd_prefix: String,
+    pub etcd_security: service_kit::EtcdSecurity,
+    pub etcd_mutation_timeout: Duration,
+    pub etcd_max_txn_ops: usize,
+    /// `--kube-master-url`, parsed.
+    pub kube_master_url: Option<axum::http::Uri>,
+    pub kubecfg_file: Option<PathBuf>,
+    /// Where the healthz port binds (`--healthz-bind-address`, `--healthz-port`).
+    pub healthz_listen: SocketAddr,
+    pub ttl: u32,
+    pub pod_records: bool,
+    pub legacy_endpoints: bool,
+    pub write_interval: Duration,
+    pub reconcile_interval: Duration,
+    pub leader_elect: bool,
+    /// The election, used with `--leader-elect`.
+    pub election: ElectionSettings,
+}
+
+/// `--leader-elect-ttl`, `--leader-elect-name` (or its default), `--leader-elect-id` (or its
+/// default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElectionSettings {
+    pub ttl: Duration,
+    /// An etcd key prefix outside the records.
+    pub name: String,
+    /// This replica's identity.
+    pub id: String,
+}
+
 impl Config {
     /// Check every flag and fill in derived defaults (`--etcd-server` from `ETCD_SERVER`).
-    pub fn validate(&mut self) -> Result<(), ConfigError> {
-        if self.etcd_server.iter().all(|s| s.trim().is_empty()) {
-            self.etcd_server = std::env::var("ETCD_SERVER")
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let etcd_server: Vec<String> = if self.etcd_server.iter().all(|s| s.trim().is_empty()) {
+            std::env::var("ETCD_SERVER")
                 .ok()
                 .filter(|v| !v.trim().is_empty())
                 .unwrap_or_else(|| DEFAULT_ETCD_SERVER.to_string())
                 .split(',')
                 .map(str::to_string)
-                .collect();
-        }
-        self.etcd_server = self
-            .etcd_server
+                .collect()
+        } else {
+            self.etcd_server.clone()
+        };
+        let etcd_server: Vec<String> = etcd_server
             .iter()
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect();
-        for url in &self.etcd_server {
+        for url in &etcd_server {
             check_url("--etcd-server", url)?;
         }
 
@@ -166,9 +205,10 @@ impl Config {
                 format!("{:?} is not a key prefix like /skydns", self.etcd_prefix),
             ));
         }
-        if let Some(url) = &self.kube_master_url {
-            check_url("--kube-master-url", url)?;
-        }
+        let kube_master_url = match &self.kube_master_url {
+            Some(url) => Some(check_url("--kube-master-url", url)?),
+            None => None,
+        };
         if let Some(path) = &self.kubecfg_file {
             if !path.is_file() {
                 return Err(invalid(
@@ -206,11 +246,11 @@ impl Config {
                 ));
             }
         }
-        let security = self.etcd_security()?;
+        let etcd_security = self.etcd_security()?;
         for (flag, path) in [
-            ("--etcd-cafile", &security.ca_cert),
-            ("--etcd-certfile", &security.cert),
-            ("--etcd-keyfile", &security.key),
+            ("--etcd-cafile", &etcd_security.ca_cert),
+            ("--etcd-certfile", &etcd_security.cert),
+            ("--etcd-keyfile", &etcd_security.key),
         ] {
             if let Some(p) = path {
                 if !std::path::Path::new(p).is_file() {
@@ -218,12 +258,33 @@ impl Config {
                 }
             }
         }
-        Ok(())
+        Ok(Settings {
+            domain: self.domain.clone(),
+            etcd_server,
+            etcd_prefix: self.etcd_prefix.clone(),
+            etcd_security,
+            etcd_mutation_timeout: self.etcd_mutation_timeout,
+            etcd_max_txn_ops: self.etcd_max_txn_ops,
+            kube_master_url,
+            kubecfg_file: self.kubecfg_file.clone(),
+            healthz_listen: SocketAddr::new(self.healthz_bind_address, self.healthz_port),
+            ttl: self.ttl,
+            pod_records: self.pod_records,
+            legacy_endpoints: self.legacy_endpoints,
+            write_interval: self.write_interval,
+            reconcile_interval: self.reconcile_interval,
+            leader_elect: self.leader_elect,
+            election: ElectionSettings {
+                ttl: self.leader_elect_ttl,
+                name: self.election_name(),
+                id: self.election_id(),
+            },
+        })
     }
 
     /// TLS and credentials for etcd, from `--etcd-cafile/certfile/keyfile/username/password`.
-    pub fn etcd_security(&self) -> Result<runtime::EtcdSecurity, ConfigError> {
-        runtime::EtcdSecurity::new(
+    fn etcd_security(&self) -> Result<service_kit::EtcdSecurity, ConfigError> {
+        service_kit::EtcdSecurity::new(
             self.etcd_cafile.clone(),
             self.etcd_certfile.clone(),
             self.etcd_keyfile.clone(),
@@ -231,7 +292,7 @@ impl Config {
             self.etcd_password.clone(),
         )
         .map_err(|e| match e {
-            runtime::etcd::EtcdSecurityError::HalfAuth => {
+            service_kit::etcd::EtcdSecurityError::HalfAuth => {
                 invalid("--etcd-username/--etcd-password", e.to_string())
             }
             _ => invalid("--etcd-certfile/--etcd-keyfile", e.to_string()),
@@ -239,7 +300,7 @@ impl Config {
     }
 
     /// The election name (an etcd key prefix outside the records).
-    pub fn election_name(&self) -> String {
+    fn election_name(&self) -> String {
         self.leader_elect_name.clone().unwrap_or_else(|| {
             format!(
                 "/kube2sky/leader/{}",
@@ -249,7 +310,7 @@ impl Config {
     }
 
     /// This replica's identity in the election.
-    pub fn election_id(&self) -> String {
+    fn election_id(&self) -> String {
         self.leader_elect_id
             .clone()
             .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
@@ -261,18 +322,16 @@ fn invalid(flag: &'static str, reason: String) -> ConfigError {
     ConfigError { flag, reason }
 }
 
-fn check_url(flag: &'static str, url: &str) -> Result<(), ConfigError> {
-    let ok = url
+fn check_url(flag: &'static str, url: &str) -> Result<axum::http::Uri, ConfigError> {
+    let scheme_ok = url
         .split_once("://")
-        .is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && !rest.is_empty())
-        && url.parse::<axum::http::Uri>().is_ok();
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
+        .is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && !rest.is_empty());
+    match url.parse::<axum::http::Uri>() {
+        Ok(uri) if scheme_ok => Ok(uri),
+        _ => Err(invalid(
             flag,
             format!("{url:?} is not an http:// or https:// URL"),
-        ))
+        )),
     }
 }
 
@@ -284,54 +343,30 @@ pub fn is_dns_label(label: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-/// `10s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 10s or 500ms"))?;
-    let secs = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("{text:?}: unknown unit (use ms, s, m or h)")),
-    };
-    if !secs.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&secs) {
-        return Err(format!("{text:?} is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Config, String> {
+    fn parse(args: &[&str]) -> Result<Settings, String> {
         let mut argv = vec!["kube2sky"];
         argv.extend_from_slice(args);
-        let mut c = Config::try_parse_from(argv).map_err(|e| e.to_string())?;
-        c.validate().map_err(|e| e.to_string())?;
-        Ok(c)
+        let c = Config::try_parse_from(argv).map_err(|e| e.to_string())?;
+        c.validate().map_err(|e| e.to_string())
     }
 
     #[test]
     fn defaults_are_the_classic_ones() {
         let c = parse(&[]).unwrap();
         assert_eq!(c.domain, "cluster.local");
-        assert_eq!(c.healthz_port, 8081);
+        assert_eq!(c.healthz_listen.port(), 8081);
         assert_eq!(c.ttl, 30);
         assert!(c.pod_records);
         assert!(!c.legacy_endpoints);
         assert!(!c.leader_elect);
         assert_eq!(c.etcd_mutation_timeout, Duration::from_secs(10));
-        assert_eq!(c.leader_elect_ttl, Duration::from_secs(10));
+        assert_eq!(c.election.ttl, Duration::from_secs(10));
         assert_eq!(c.etcd_max_txn_ops, 128);
-        assert_eq!(c.election_name(), "/kube2sky/leader/cluster.local");
+        assert_eq!(c.election.name, "/kube2sky/leader/cluster.local");
         // Either the default or whatever ETCD_SERVER says in this environment.
         assert!(!c.etcd_server.is_empty());
     }
@@ -354,7 +389,7 @@ mod tests {
         assert!(!c.pod_records);
         assert!(c.legacy_endpoints);
         assert!(c.leader_elect);
-        assert_eq!(c.leader_elect_ttl, Duration::from_secs(3));
+        assert_eq!(c.election.ttl, Duration::from_secs(3));
         assert_eq!(c.write_interval, Duration::from_millis(50));
         assert_eq!(c.ttl, 5);
     }
@@ -388,13 +423,28 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("1d").is_err());
+        assert_eq!(
+            service_kit::duration::parse("10s"),
+            Ok(Duration::from_secs(10))
+        );
+        assert_eq!(
+            service_kit::duration::parse("10"),
+            Ok(Duration::from_secs(10))
+        );
+        assert_eq!(
+            service_kit::duration::parse("250ms"),
+            Ok(Duration::from_millis(250))
+        );
+        assert_eq!(
+            service_kit::duration::parse("2m"),
+            Ok(Duration::from_secs(120))
+        );
+        assert_eq!(
+            service_kit::duration::parse("1.5s"),
+            Ok(Duration::from_millis(1500))
+        );
+        assert!(service_kit::duration::parse("").is_err());
+        assert!(service_kit::duration::parse("-1s").is_err());
+        assert!(service_kit::duration::parse("1d").is_err());
     }
 }

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper};
+use service_kit::backoff::{sleep_or_stop, Backoff};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -59,7 +60,7 @@ pub fn always() -> (Leadership, watch::Sender<Role>) {
 pub struct Election {
     pub endpoints: Vec<String>,
     /// TLS and credentials for etcd.
-    pub security: runtime::EtcdSecurity,
+    pub security: service_kit::EtcdSecurity,
     pub name: String,
     pub id: String,
     pub ttl: Duration,
@@ -115,7 +116,7 @@ async fn run(
     };
     let ttl_secs = i64::try_from(e.ttl.as_secs()).unwrap_or(10).max(2);
     let mut term = 0u64;
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         if stop.is_cancelled() {
             return;
@@ -129,10 +130,9 @@ async fn run(
             Ok(Ok(l)) => l.id(),
             other => {
                 tracing::warn!(result = ?other.map(|r| r.map(|_| ())), "election: lease grant failed; retrying");
-                if sleep_or_stop(backoff, &stop).await {
+                if sleep_or_stop(backoff.next(), &stop).await {
                     return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
@@ -141,7 +141,7 @@ async fn run(
                 Ok(Ok(k)) => k,
                 _ => {
                     revoke(&mut client, lease, e.request_timeout).await;
-                    if sleep_or_stop(backoff, &stop).await {
+                    if sleep_or_stop(backoff.peek(), &stop).await {
                         return;
                     }
                     continue;
@@ -170,13 +170,12 @@ async fn run(
         };
         let Some(key) = won else {
             revoke(&mut client, lease, e.request_timeout).await;
-            if sleep_or_stop(backoff, &stop).await {
+            if sleep_or_stop(backoff.next(), &stop).await {
                 return;
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
             continue;
         };
-        backoff = Duration::from_millis(200);
+        backoff.reset();
         term += 1;
         role.send_replace(Role::Leader {
             term,
@@ -244,12 +243,4 @@ async fn revoke(client: &mut Client, lease: i64, timeout: Duration) {
         client.lease_revoke(lease),
     )
     .await;
-}
-
-/// Sleep; true when `stop` fired first.
-async fn sleep_or_stop(d: Duration, stop: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = stop.cancelled() => true,
-        _ = tokio::time::sleep(d) => false,
-    }
 }

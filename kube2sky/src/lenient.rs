@@ -2,6 +2,15 @@
 //! `Bad` instead of failing the whole list page (which would stall every other object of
 //! that kind). Objects decode straight from the wire into these; unknown fields are skipped
 //! without being held.
+//!
+//! Why not `serde_with` (`DefaultOnError`, `VecSkipError`): those collapse a wrong value into
+//! the default, so "missing" and "wrong type" become one. The objects need the three states
+//! apart — a missing `ports` is normal, a `ports` that is not a list skips the object with a
+//! warning and `kube2sky_skipped_objects_total` (see `is_bad` in `k8s_objects`), and a bad
+//! element drops only that port or address while the caller still learns it was there. And
+//! `DefaultOnError` first buffers the whole value into a `Content` tree to retry it,
+//! which is what decoding straight off the wire avoids for list pages of 10⁵ objects; these
+//! visitors decide on the token at hand and skip the rest with `IgnoredAny`.
 
 use std::fmt;
 use std::marker::PhantomData;

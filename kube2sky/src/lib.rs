@@ -1,57 +1,60 @@
 //! kube2sky: watches Services, EndpointSlices (or legacy Endpoints) and Pods on the Kubernetes
 //! API server and keeps the SkyDNS records of `docs/records.md` §3 in etcd.
 //!
-//! Data flow: `watch` (kube watchers → slim events) → `sync::State` (desired records, pending
-//! keys) → `etcd::Writer` (reconcile, batched transactions, retries), gated by `leader`.
+//! Data flow: `watch` (kube watchers of `k8s_objects` → slim events) → `desired::State` (stores
+//! the objects; per event calls `translate` for the affected service and diffs against its
+//! previous records; pending keys) → `writer::Writer` (reconcile, batched transactions,
+//! retries), gated by `leader`.
 //! `run` wires them together; the caller binds the healthz listener and owns shutdown.
 
 pub mod config;
+pub mod desired;
 pub mod error;
-pub mod etcd;
+pub mod k8s_objects;
 pub mod leader;
 pub mod lenient;
 pub mod metrics;
 pub mod slim;
-pub mod sync;
 pub mod translate;
 pub mod watch;
-pub mod wire;
+pub mod writer;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::routing::get;
 use msg::{Prefix, Zone};
-use runtime::Readiness;
+use service_kit::Readiness;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{Config, Settings};
 pub use error::{ConfigError, Error};
 
+use crate::desired::State;
 use crate::metrics::Metrics;
 use crate::slim::SlimEvent;
-use crate::sync::State;
 
 /// Events buffered between the watchers and the desired state.
 const EVENT_QUEUE: usize = 1024;
 /// How long tasks get to finish after shutdown (the leader resigns in this time).
 const DRAIN: Duration = Duration::from_secs(3);
 
-/// Run kube2sky until `shutdown` is cancelled. `healthz` serves `/readiness`, `/healthz` and
+/// Run kube2sky until `shutdown` is cancelled. The caller validates the flags
+/// (`Config::validate`) and binds `healthz`, which serves `/readiness`, `/healthz` and
 /// `/metrics`. Fails only on start-up errors (no Kubernetes configuration) or if the healthz
 /// server dies; etcd and API server outages are retried forever.
 pub async fn run(
-    config: Config,
+    config: Settings,
     healthz: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let zone = Zone::new(Prefix::new(&config.etcd_prefix), &config.domain);
     let (metrics, registry) = Metrics::new();
     let readiness = Readiness::new();
-    let router = runtime::http::metrics_router(registry)
+    let router = service_kit::http::metrics_router(registry)
         .route(
             "/readiness",
             get({
@@ -62,7 +65,7 @@ pub async fn run(
         .route("/healthz", get(|| std::future::ready("ok\n")));
 
     let kube = kube_client(&config).await?;
-    let security = config.etcd_security()?;
+    let security = config.etcd_security.clone();
     // Expired or invalidated tokens (etcd restarted) are refreshed with the credentials.
     let etcd_opts = security
         .connect_options(Some(config.etcd_mutation_timeout))
@@ -81,7 +84,7 @@ pub async fn run(
 
     let http_stop = stop.clone();
     tasks.spawn(async move {
-        runtime::serve_http(healthz, router, http_stop)
+        service_kit::serve_http(healthz, router, http_stop)
             .await
             .map_err(Error::Http)
     });
@@ -102,9 +105,9 @@ pub async fn run(
             leader::Election {
                 endpoints: config.etcd_server.clone(),
                 security: security.clone(),
-                name: config.election_name(),
-                id: config.election_id(),
-                ttl: config.leader_elect_ttl,
+                name: config.election.name.clone(),
+                id: config.election.id.clone(),
+                ttl: config.election.ttl,
                 request_timeout: config.etcd_mutation_timeout,
             },
             metrics.clone(),
@@ -120,7 +123,7 @@ pub async fn run(
         let (handle, sender) = leader::always();
         (handle, Some(sender))
     };
-    let writer_cfg = etcd::WriterConfig {
+    let writer_cfg = writer::WriterConfig {
         max_ops: config.etcd_max_txn_ops,
         write_interval: config.write_interval,
         reconcile_interval: config.reconcile_interval,
@@ -132,10 +135,10 @@ pub async fn run(
     tasks.spawn(async move {
         // With credentials the client authenticates while connecting, so connecting can fail
         // while etcd is down: retried with backoff like every other etcd request.
-        let Some(conn) = etcd::Connection::open(&endpoints, etcd_opts, &metrics, &s).await else {
+        let Some(conn) = writer::Connection::open(&endpoints, etcd_opts, &metrics, &s).await else {
             return Ok(());
         };
-        let writer = etcd::Writer::new(
+        let writer = writer::Writer::new(
             conn, state, work, leadership, metrics, readiness, writer_cfg,
         );
         writer.run(s).await;
@@ -175,7 +178,7 @@ async fn apply_events(
     let mut buf = Vec::with_capacity(256);
     while rx.recv_many(&mut buf, 256).await > 0 {
         let stats = {
-            let mut s = etcd::lock(&state);
+            let mut s = writer::lock(&state);
             for event in buf.drain(..) {
                 s.apply(event);
             }
@@ -189,14 +192,8 @@ async fn apply_events(
 
 /// The Kubernetes client: `--kube-master-url` (plain), `--kubecfg-file`, or in-cluster then
 /// `$KUBECONFIG` / `~/.kube/config`.
-async fn kube_client(config: &Config) -> Result<kube::Client, Error> {
-    let master = match &config.kube_master_url {
-        Some(url) => Some(
-            url.parse::<axum::http::Uri>()
-                .map_err(|e| Error::KubeConfig(format!("--kube-master-url: {e}")))?,
-        ),
-        None => None,
-    };
+async fn kube_client(config: &Settings) -> Result<kube::Client, Error> {
+    let master = config.kube_master_url.clone();
     let opts = kube::config::KubeConfigOptions::default();
     let cfg = match (&config.kubecfg_file, master) {
         (Some(path), master) => {

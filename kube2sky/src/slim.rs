@@ -1,6 +1,6 @@
 //! The slim objects kube2sky keeps: only what DNS needs, already validated (names are DNS
 //! labels, addresses are parsed, not-ready endpoints and pods without an IP are dropped).
-//! `watch` produces them, `sync` stores them, `translate` turns them into records.
+//! `watch` produces them, `desired` stores them, `translate` turns them into records.
 
 use std::fmt;
 use std::net::IpAddr;

@@ -9,9 +9,9 @@ use kube::{Api, Client};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::k8s_objects::{self, object_ref, PartialObject, Skip};
 use crate::metrics::Metrics;
 use crate::slim::{Kind, SlimEvent};
-use crate::wire::{self, object_ref, Skip, WireObject};
 
 /// Which resources to watch.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +38,7 @@ pub async fn watch_all(
     metrics: Metrics,
     stop: CancellationToken,
 ) {
-    let services = watch::<wire::Service>(
+    let services = watch::<k8s_objects::Service>(
         Api::all(client.clone()),
         Kind::Service,
         "services",
@@ -48,7 +48,7 @@ pub async fn watch_all(
     );
     let endpoints = async {
         if watched.legacy_endpoints {
-            watch::<wire::Endpoints>(
+            watch::<k8s_objects::Endpoints>(
                 Api::all(client.clone()),
                 Kind::Endpoints,
                 "endpoints",
@@ -58,7 +58,7 @@ pub async fn watch_all(
             )
             .await
         } else {
-            watch::<wire::EndpointSlice>(
+            watch::<k8s_objects::EndpointSlice>(
                 Api::all(client.clone()),
                 Kind::Endpoints,
                 "endpointslices",
@@ -71,7 +71,7 @@ pub async fn watch_all(
     };
     let pods = async {
         if watched.pods {
-            watch::<wire::Pod>(
+            watch::<k8s_objects::Pod>(
                 Api::all(client.clone()),
                 Kind::Pod,
                 "pods",
@@ -86,7 +86,7 @@ pub async fn watch_all(
 }
 
 /// Watch one resource.
-async fn watch<K: WireObject>(
+async fn watch<K: PartialObject>(
     api: Api<K>,
     kind: Kind,
     resource: &'static str,
@@ -121,7 +121,7 @@ async fn watch<K: WireObject>(
     }
 }
 
-fn translate_event<K: WireObject>(
+fn translate_event<K: PartialObject>(
     event: watcher::Event<K>,
     kind: Kind,
     resource: &'static str,
@@ -154,7 +154,7 @@ fn translate_event<K: WireObject>(
 }
 
 /// An object that exists: its slim form, or a delete when it yields no records.
-fn applied<K: WireObject>(
+fn applied<K: PartialObject>(
     obj: &K,
     kind: Kind,
     resource: &'static str,

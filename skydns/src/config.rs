@@ -184,7 +184,7 @@ pub struct Settings {
     pub udp_threads: Option<usize>,
     pub tcp_max_conns: usize,
     pub tcp_idle_timeout: Duration,
-    pub etcd_security: runtime::EtcdSecurity,
+    pub etcd_security: service_kit::EtcdSecurity,
     pub round_robin: bool,
     /// `--id`, else the hostname.
     pub id: String,
@@ -352,7 +352,7 @@ impl Config {
             Some(h) => h.replace('@', ".").trim_end_matches('.').to_string() + ".",
             None => format!("hostmaster.{}", zone.domain()),
         };
-        let etcd_security = runtime::EtcdSecurity::new(
+        let etcd_security = service_kit::EtcdSecurity::new(
             self.ca_cert.clone(),
             self.tls_pem.clone(),
             self.tls_key.clone(),
@@ -360,7 +360,7 @@ impl Config {
             self.password.clone(),
         )
         .map_err(|e| match e {
-            runtime::etcd::EtcdSecurityError::HalfAuth => {
+            service_kit::etcd::EtcdSecurityError::HalfAuth => {
                 ConfigError::new("--username/--password", "", "give both or neither")
             }
             _ => ConfigError::new("--tls-key/--tls-pem", "", "give both or neither"),

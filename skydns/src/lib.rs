@@ -179,7 +179,7 @@ pub async fn run(
     let ready_forwarder = handler.forwarder.clone();
     let gauges = handler.clone();
     let registry = metrics.registry.clone();
-    let router = runtime::http::metrics_router(registry).route(
+    let router = service_kit::http::metrics_router(registry).route(
         "/readiness",
         get(move || {
             let ready = ready_index.load().ready
@@ -213,7 +213,11 @@ pub async fn run(
         settings.tcp_idle_timeout,
         serve.clone(),
     ));
-    let http = tokio::spawn(runtime::serve_http(listeners.http, router, serve.clone()));
+    let http = tokio::spawn(service_kit::serve_http(
+        listeners.http,
+        router,
+        serve.clone(),
+    ));
 
     let cache_gauges = tokio::spawn(publish_cache_sizes(gauges, serve.clone()));
     let config_dir = match settings.config_dir.clone() {

@@ -12,7 +12,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    runtime::init_tracing(&["skydns"]);
+    service_kit::init_tracing(&["skydns"]);
     let listeners = match skydns::Listeners::bind(&settings).await {
         Ok(l) => l,
         Err(e) => {
@@ -20,7 +20,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    let shutdown = runtime::shutdown_on_signal();
+    let shutdown = service_kit::shutdown_on_signal();
     match skydns::run(settings, listeners, shutdown).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -87,13 +87,16 @@ async fn start_healthz(dns: SocketAddr, kube2sky: SocketAddr) -> (SocketAddr, Ca
         "--max-age".into(),
         "1s".into(),
     ];
-    let config = healthz::Config::try_parse_from(argv).expect("healthz flags");
+    let settings = healthz::Config::try_parse_from(argv)
+        .expect("healthz flags")
+        .validate()
+        .expect("valid healthz flags");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shutdown = CancellationToken::new();
-    tokio::spawn(healthz::run(config, listener, shutdown.clone()));
+    tokio::spawn(healthz::run(settings, listener, shutdown.clone()));
     (addr, shutdown)
 }
 

@@ -16,7 +16,7 @@ use clap::Parser;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{RData, Record};
-use runtime::Readiness;
+use service_kit::Readiness;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
@@ -150,7 +150,7 @@ impl FakeReadiness {
         let r = readiness.clone();
         let app = Router::new().route("/readiness", get(move || async move { r.response() }));
         let stop = CancellationToken::new();
-        tokio::spawn(runtime::serve_http(listener, app, stop.clone()));
+        tokio::spawn(service_kit::serve_http(listener, app, stop.clone()));
         Self {
             addr,
             ready: readiness,
@@ -219,12 +219,14 @@ impl Healthz {
             "--max-age",
             "1s",
         ];
-        let config =
-            healthz::Config::try_parse_from(base.iter().chain(args.iter()).copied()).unwrap();
+        let settings = healthz::Config::try_parse_from(base.iter().chain(args.iter()).copied())
+            .unwrap()
+            .validate()
+            .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(healthz::run(config, listener, shutdown.clone()));
+        let handle = tokio::spawn(healthz::run(settings, listener, shutdown.clone()));
         Self {
             addr,
             shutdown,

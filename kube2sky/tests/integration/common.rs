@@ -45,8 +45,10 @@ impl Kube2sky {
             }
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut config = kube2sky::Config::try_parse_from(args).expect("flags parse");
-        config.validate().expect("flags valid");
+        let config = kube2sky::Config::try_parse_from(args)
+            .expect("flags parse")
+            .validate()
+            .expect("flags valid");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

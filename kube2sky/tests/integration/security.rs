@@ -115,7 +115,7 @@ fn half_configured_security_is_rejected() {
         &["kube2sky", "--etcd-username=root"][..],
         &["kube2sky", "--etcd-cafile=/no/such/file"][..],
     ] {
-        let mut c = kube2sky::Config::try_parse_from(args).unwrap();
+        let c = kube2sky::Config::try_parse_from(args).unwrap();
         assert!(c.validate().is_err(), "{args:?}");
     }
 }

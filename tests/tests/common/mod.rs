@@ -61,8 +61,10 @@ pub async fn start_kube2sky(etcd: &str, api: &str, args: &[&str]) -> Program {
         "20ms".into(),
     ];
     argv.extend(args.iter().map(|s| s.to_string()));
-    let mut config = kube2sky::Config::try_parse_from(&argv).expect("kube2sky flags");
-    config.validate().expect("valid kube2sky flags");
+    let config = kube2sky::Config::try_parse_from(&argv)
+        .expect("kube2sky flags")
+        .validate()
+        .expect("valid kube2sky flags");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let http = listener.local_addr().expect("addr");
     let shutdown = CancellationToken::new();

@@ -36,8 +36,8 @@ pub struct Converted {
     pub warnings: Vec<String>,
 }
 
-/// A wire object the watcher can decode.
-pub trait WireObject:
+/// A partial Kubernetes object the watcher can decode.
+pub trait PartialObject:
     Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static
 {
     fn convert(&self) -> Converted;
@@ -76,7 +76,7 @@ fn slim_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
     })
 }
 
-macro_rules! wire_resource {
+macro_rules! partial_resource {
     ($ty:ident, $group:literal, $version:literal, $kind:literal, $plural:literal) => {
         impl Resource for $ty {
             type DynamicType = ();
@@ -112,7 +112,7 @@ pub struct Service {
     #[serde(default)]
     spec: Obj<ServiceSpec>,
 }
-wire_resource!(Service, "", "v1", "Service", "services");
+partial_resource!(Service, "", "v1", "Service", "services");
 
 #[derive(Debug, Clone, Default, Deserialize)]
 struct ServiceSpec {
@@ -151,7 +151,7 @@ pub struct EndpointSlice {
     #[serde(default)]
     ports: List<Obj<WirePort>>,
 }
-wire_resource!(
+partial_resource!(
     EndpointSlice,
     "discovery.k8s.io",
     "v1",
@@ -183,7 +183,7 @@ pub struct Endpoints {
     #[serde(default)]
     subsets: List<Obj<WireSubset>>,
 }
-wire_resource!(Endpoints, "", "v1", "Endpoints", "endpoints");
+partial_resource!(Endpoints, "", "v1", "Endpoints", "endpoints");
 
 #[derive(Debug, Clone, Default, Deserialize)]
 struct WireSubset {
@@ -209,7 +209,7 @@ pub struct Pod {
     #[serde(default)]
     status: Obj<PodStatus>,
 }
-wire_resource!(Pod, "", "v1", "Pod", "pods");
+partial_resource!(Pod, "", "v1", "Pod", "pods");
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -332,7 +332,7 @@ fn convert_ports(
     out
 }
 
-impl WireObject for Service {
+impl PartialObject for Service {
     fn convert(&self) -> Converted {
         let mut warnings = Vec::new();
         let object = convert_service(self, &mut warnings).map(SlimObject::Service);
@@ -404,7 +404,7 @@ fn convert_service(svc: &Service, warnings: &mut Vec<String>) -> Result<SlimServ
     Ok(SlimService { id, kind, ports })
 }
 
-impl WireObject for EndpointSlice {
+impl PartialObject for EndpointSlice {
     fn convert(&self) -> Converted {
         let mut warnings = Vec::new();
         let object = convert_slice(self, &mut warnings).map(SlimObject::Endpoints);
@@ -504,7 +504,7 @@ fn hostname(h: &Scalar<String>, what: &str, warnings: &mut Vec<String>) -> Optio
     }
 }
 
-impl WireObject for Endpoints {
+impl PartialObject for Endpoints {
     fn convert(&self) -> Converted {
         let mut warnings = Vec::new();
         let object = convert_endpoints(self, &mut warnings).map(SlimObject::Endpoints);
@@ -550,7 +550,7 @@ fn convert_endpoints(eps: &Endpoints, warnings: &mut Vec<String>) -> Result<Slim
     })
 }
 
-impl WireObject for Pod {
+impl PartialObject for Pod {
     fn convert(&self) -> Converted {
         let mut warnings = Vec::new();
         let object = convert_pod(self, &mut warnings).map(SlimObject::Pod);

@@ -1,9 +1,9 @@
-//! Tests of `wire`.
+//! Tests of `k8s_objects`.
 
 use super::*;
 use serde_json::json;
 
-fn conv<T: WireObject>(v: serde_json::Value) -> Converted {
+fn conv<T: PartialObject>(v: serde_json::Value) -> Converted {
     let obj: T = serde_json::from_value(v).expect("decodes");
     obj.convert()
 }

@@ -33,6 +33,15 @@ pub enum EtcdSecurityError {
     },
 }
 
+/// Why connecting to etcd failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdConnectError {
+    #[error("etcd TLS/auth: {0}")]
+    Security(#[from] EtcdSecurityError),
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+}
+
 impl EtcdSecurity {
     /// Build from optional flags, checking pairs.
     pub fn new(
@@ -99,7 +108,7 @@ impl EtcdSecurity {
         &self,
         endpoints: &[String],
         request_timeout: Option<Duration>,
-    ) -> anyhow::Result<Client> {
+    ) -> Result<Client, EtcdConnectError> {
         let opts = self.connect_options(request_timeout)?;
         Ok(Client::connect(endpoints, Some(opts)).await?)
     }

@@ -1,7 +1,9 @@
-//! Tests of `sync`.
+//! Tests of `desired`.
 
 use super::*;
-use crate::slim::{Protocol, ServiceKind, SlimEndpoint, SlimEndpointGroup, SlimPort};
+use crate::slim::{
+    Protocol, ServiceKind, SlimEndpoint, SlimEndpointGroup, SlimEvent, SlimObject, SlimPort,
+};
 use msg::Prefix;
 
 const P: &str = "/skydns/local/cluster/svc/default";

@@ -3,7 +3,8 @@
 //! arrive within `--write-interval`. Before its first write, after any etcd error, when it
 //! becomes leader, when etcd looks replaced and every `--reconcile-interval`, it reads the
 //! owned trees and queues every difference (the start-up prune and the catch-up). On errors it
-//! keeps the pending keys and retries with capped exponential backoff; it never gives up.
+//! keeps the pending keys and retries with capped exponential backoff (`service_kit::backoff`,
+//! 100 ms doubling to 5 s); it never gives up.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -11,15 +12,16 @@ use std::time::Duration;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
 };
-use runtime::Readiness;
+use service_kit::backoff::{sleep_or_stop, Backoff};
+use service_kit::Readiness;
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use crate::desired::{owned_ranges, Current, Op, State};
 use crate::error::Error;
 use crate::leader::{Fence, Leadership, Role};
 use crate::metrics::Metrics;
-use crate::sync::{owned_ranges, Current, Op, State};
 
 /// Keys read per page while reconciling.
 const PAGE: i64 = 1000;
@@ -516,52 +518,5 @@ fn is_too_large(err: &etcd_client::Error) -> bool {
             status.code() as i32 == 8 || status.message().contains("request is too large")
         }
         _ => false,
-    }
-}
-
-/// Capped exponential backoff.
-#[derive(Debug)]
-struct Backoff {
-    initial: Duration,
-    max: Duration,
-    current: Duration,
-}
-
-impl Backoff {
-    fn new(initial: Duration, max: Duration) -> Self {
-        Backoff {
-            initial,
-            max,
-            current: initial,
-        }
-    }
-    fn next(&mut self) -> Duration {
-        let d = self.current;
-        self.current = (self.current * 2).min(self.max);
-        d
-    }
-    fn reset(&mut self) {
-        self.current = self.initial;
-    }
-}
-
-async fn sleep_or_stop(d: Duration, stop: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = stop.cancelled() => true,
-        _ = tokio::time::sleep(d) => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
-        let seq: Vec<u128> = (0..5).map(|_| b.next().as_millis()).collect();
-        assert_eq!(seq, vec![100, 200, 400, 500, 500]);
-        b.reset();
-        assert_eq!(b.next(), Duration::from_millis(100));
     }
 }
