@@ -156,10 +156,8 @@ impl Config {
     pub fn probe_name(&self) -> String {
         let name = match &self.probe_name {
             Some(n) => n.trim().to_string(),
-            None => format!(
-                "kubernetes.default.svc.{}",
-                self.domain.trim().trim_matches('.')
-            ),
+            None => msg::Zone::new(msg::Prefix::default(), self.domain.trim())
+                .service_fqdn("default", "kubernetes"),
         };
         if name.ends_with('.') {
             name

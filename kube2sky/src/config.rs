@@ -195,16 +195,9 @@ impl Config {
                 format!("{:?} is not a DNS name", self.domain),
             ));
         }
-        let prefix = self.etcd_prefix.trim_matches('/');
-        if prefix.is_empty()
-            || prefix.contains("//")
-            || prefix.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(invalid(
-                "--etcd-prefix",
-                format!("{:?} is not a key prefix like /skydns", self.etcd_prefix),
-            ));
-        }
+        let prefix = msg::Prefix::parse(&self.etcd_prefix)
+            .map_err(|e| invalid("--etcd-prefix", e.to_string()))?;
+        let prefix = prefix.as_str();
         let kube_master_url = match &self.kube_master_url {
             Some(url) => Some(check_url("--kube-master-url", url)?),
             None => None,

@@ -318,11 +318,7 @@ impl Config {
                 Some(c)
             }
         };
-        let serve_stale = if self.serve_stale.trim() == "0" {
-            Duration::ZERO
-        } else {
-            parse_duration("--serve-stale", &self.serve_stale)?
-        };
+        let serve_stale = parse_duration_or_zero("--serve-stale", &self.serve_stale)?;
         let local = match self.local.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(name) => {
@@ -335,11 +331,7 @@ impl Config {
                 Some(fqdn)
             }
         };
-        let lameduck = if self.lameduck.trim() == "0" {
-            Duration::ZERO
-        } else {
-            parse_duration("--lameduck", &self.lameduck)?
-        };
+        let lameduck = parse_duration_or_zero("--lameduck", &self.lameduck)?;
         let id = match self.id.as_deref().map(str::trim) {
             Some("") => return Err(ConfigError::new("--id", "", "must not be empty")),
             Some(id) if id.len() > 255 => {
@@ -487,27 +479,18 @@ pub fn resolv_conf_search(path: &str) -> Vec<String> {
     search
 }
 
-/// `2s`, `500ms`, `1m`, `1h`, or plain seconds.
-pub fn parse_duration_str(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => v.split_at(i),
-        None => (v, "s"),
-    };
-    let n: f64 = num.parse().ok()?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    };
-    (secs > 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs))
+/// A positive duration flag, in the one syntax of every flag (`service_kit::duration`).
+fn parse_duration(flag: &'static str, v: &str) -> Result<Duration, ConfigError> {
+    match service_kit::duration::parse(v) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(ConfigError::new(flag, v, "must be more than zero")),
+        Err(e) => Err(ConfigError::new(flag, v, e.to_string())),
+    }
 }
 
-fn parse_duration(flag: &'static str, v: &str) -> Result<Duration, ConfigError> {
-    parse_duration_str(v)
-        .ok_or_else(|| ConfigError::new(flag, v, "expected a duration like 2s or 500ms"))
+/// A duration flag where `0` means "none".
+fn parse_duration_or_zero(flag: &'static str, v: &str) -> Result<Duration, ConfigError> {
+    service_kit::duration::parse(v).map_err(|e| ConfigError::new(flag, v, e.to_string()))
 }
 
 #[cfg(test)]
@@ -583,10 +566,15 @@ mod tests {
             Some("[::1]:5353".parse().unwrap())
         );
         assert_eq!(
-            parse_duration_str("500ms"),
-            Some(Duration::from_millis(500))
+            parse_duration("--x", "500ms").unwrap(),
+            Duration::from_millis(500)
         );
-        assert_eq!(parse_duration_str("3"), Some(Duration::from_secs(3)));
-        assert_eq!(parse_duration_str("0s"), None);
+        assert_eq!(parse_duration("--x", "3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("--x", "0s").is_err());
+        assert!(parse_duration("--x", "1d")
+            .unwrap_err()
+            .to_string()
+            .contains("--x"));
+        assert_eq!(parse_duration_or_zero("--x", "0").unwrap(), Duration::ZERO);
     }
 }
