@@ -12,32 +12,94 @@ use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use crate::answer::{answer, Outcome, ZoneParams};
+use crate::answer_cache::{AnswerCache, ReplyMeta};
 use crate::autopath::{Autopath, Plan};
 use crate::forward::{Forwarder, Transport};
 use crate::index::Index;
 use crate::metrics::{Cause, Metrics, QueryObservation, System};
 use crate::observe::{raw_qtype, Client, ErrorLog, QueryLog};
-use crate::reply_cache::{ReplyCache, ReplyMeta};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Everything needed to answer a query.
+/// Everything needed to answer a query. Built with [`Handler::new`] and the `with_*` setters;
+/// its parts are the server's own.
 pub struct Handler {
-    pub params: ZoneParams,
-    pub index: Arc<Index>,
-    pub forwarder: Forwarder,
-    pub metrics: Arc<Metrics>,
-    pub recursion: bool,
+    params: ZoneParams,
+    index: Arc<Index>,
+    pub(crate) forwarder: Forwarder,
+    pub(crate) metrics: Arc<Metrics>,
+    recursion: bool,
     /// Largest UDP reply we send (and the EDNS payload we advertise).
-    pub udp_size: u16,
+    udp_size: u16,
     /// Encoded authoritative replies by packet (off when `None`).
-    pub reply_cache: Option<ReplyCache>,
+    pub(crate) answer_cache: Option<AnswerCache>,
     /// Upstream lookups in flight at once, UDP and TCP together (`--max-concurrent`); a
     /// question that needs the upstream beyond it is answered REFUSED at once.
-    pub upstream_budget: Arc<Semaphore>,
-    /// Rotation, identity and NSID.
-    pub ops: Ops,
+    upstream_budget: Arc<Semaphore>,
+    /// Rotation, identity, NSID and logging.
+    ops: Ops,
     /// `--autopath` (off when `None`).
-    pub autopath: Option<Autopath>,
+    autopath: Option<Autopath>,
+}
+
+impl Handler {
+    /// A handler answering `params`'s zone from `index` and forwarding with `forwarder`:
+    /// recursion on, 1232-byte UDP replies, no answer cache, 1000 upstream lookups at once,
+    /// default [`Ops`], no autopath.
+    pub fn new(
+        params: ZoneParams,
+        index: Arc<Index>,
+        forwarder: Forwarder,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Handler {
+            params,
+            index,
+            forwarder,
+            metrics,
+            recursion: true,
+            udp_size: 1232,
+            answer_cache: None,
+            upstream_budget: Arc::new(Semaphore::new(1000)),
+            ops: Ops::default(),
+            autopath: None,
+        }
+    }
+
+    /// Forward names outside the zone (`false`: `--no-rec`, they get REFUSED).
+    pub fn with_recursion(mut self, on: bool) -> Self {
+        self.recursion = on;
+        self
+    }
+
+    /// Largest UDP reply sent and EDNS payload advertised (`--udp-size`).
+    pub fn with_udp_size(mut self, bytes: u16) -> Self {
+        self.udp_size = bytes;
+        self
+    }
+
+    /// The answer cache (`--answer-cache`; `None` = off).
+    pub fn with_answer_cache(mut self, cache: Option<AnswerCache>) -> Self {
+        self.answer_cache = cache;
+        self
+    }
+
+    /// Upstream lookups in flight at once (`--max-concurrent`).
+    pub fn with_max_concurrent(mut self, lookups: usize) -> Self {
+        self.upstream_budget = Arc::new(Semaphore::new(lookups));
+        self
+    }
+
+    /// Rotation, identity, NSID and logging.
+    pub fn with_ops(mut self, ops: Ops) -> Self {
+        self.ops = ops;
+        self
+    }
+
+    /// `--autopath`.
+    pub fn with_autopath(mut self, autopath: Option<Autopath>) -> Self {
+        self.autopath = autopath;
+        self
+    }
 }
 
 /// Day-2 settings of the reply path. `Default`: no rotation, identity `skydns`, no NSID.
@@ -142,7 +204,7 @@ impl Handler {
             self.metrics.malformed_queries.inc();
             return Step::Drop;
         }
-        if let Some(cache) = &self.reply_cache {
+        if let Some(cache) = &self.answer_cache {
             if let Some((mut bytes, meta)) = cache.get(transport, packet, self.index.generation()) {
                 self.metrics.answer_cache_hits.inc();
                 self.rotate(&mut bytes);
@@ -183,7 +245,7 @@ impl Handler {
             Prepared::Ready(resp, system, cacheable) => {
                 let mut step = self.send(resp, system, max, &asked);
                 if let (Some(generation), Some(cache), Step::Reply(bytes)) =
-                    (cacheable, &self.reply_cache, &step)
+                    (cacheable, &self.answer_cache, &step)
                 {
                     let rcode = ResponseCode::from_low(bytes[3] & 0x0f);
                     if matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
@@ -626,7 +688,7 @@ pub fn fit(resp: &mut Message, max: usize) -> Option<Vec<u8>> {
 
 /// Our fast encoder for what it covers, hickory-proto's for the rest.
 fn encode(resp: &Message) -> Option<Vec<u8>> {
-    crate::wire::encode(resp).or_else(|| resp.to_vec().ok())
+    crate::encoder::encode(resp).or_else(|| resp.to_vec().ok())
 }
 
 /// FORMERR for a packet whose header is readable but whose body is not: the id and opcode

@@ -1,11 +1,13 @@
 //! skydns: a SkyDNS-compatible DNS server. It answers the cluster zone from an in-memory index
 //! that one etcd watch feeds (`feed`, `index`), composes answers per the record contract
-//! (`answer`) and encodes them (`wire`), forwards everything else upstream with a cache
+//! (`answer`) and encodes them (`encoder`), forwards everything else upstream with a cache
 //! (`forward`), and owns its sockets (`udp`, `tcp`). `run` is what `main` and the tests call.
 
 pub mod answer;
+pub mod answer_cache;
 pub mod autopath;
 pub mod config;
+pub mod encoder;
 pub mod error;
 pub mod feed;
 pub mod forward;
@@ -13,11 +15,9 @@ pub mod handler;
 pub mod index;
 pub mod metrics;
 pub mod observe;
-pub mod reply_cache;
 pub mod rotate;
 pub mod tcp;
 pub mod udp;
-pub mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -108,35 +108,33 @@ pub async fn run(
     let autopath = settings
         .autopath
         .then(|| autopath::Autopath::new(&settings.node_search, &params));
-    let handler = Arc::new(handler::Handler {
-        autopath,
-        params,
-        index: index.clone(),
-        forwarder,
-        metrics: metrics.clone(),
-        recursion: settings.recursion,
-        udp_size: settings.udp_size,
-        reply_cache: reply_cache::ReplyCache::new(
-            settings.answer_cache,
-            settings.answer_cache_bytes,
-        ),
-        upstream_budget: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent)),
-        ops: handler::Ops {
-            round_robin: settings.round_robin,
-            identity: settings.id.clone(),
-            nsid: settings.nsid,
-            rotation: Default::default(),
-            query_log: if settings.log_queries {
-                Some(observe::QueryLog::start(
-                    Box::new(std::io::stdout()),
-                    metrics.query_log_dropped.clone(),
-                )?)
-            } else {
-                None
-            },
-            errors: Default::default(),
+    let ops = handler::Ops {
+        round_robin: settings.round_robin,
+        identity: settings.id.clone(),
+        nsid: settings.nsid,
+        rotation: Default::default(),
+        query_log: if settings.log_queries {
+            Some(observe::QueryLog::start(
+                Box::new(std::io::stdout()),
+                metrics.query_log_dropped.clone(),
+            )?)
+        } else {
+            None
         },
-    });
+        errors: Default::default(),
+    };
+    let handler = Arc::new(
+        handler::Handler::new(params, index.clone(), forwarder, metrics.clone())
+            .with_recursion(settings.recursion)
+            .with_udp_size(settings.udp_size)
+            .with_answer_cache(answer_cache::AnswerCache::new(
+                settings.answer_cache,
+                settings.answer_cache_bytes,
+            ))
+            .with_max_concurrent(settings.max_concurrent)
+            .with_ops(ops)
+            .with_autopath(autopath),
+    );
     tracing::info!(
         dns = %listeners.udp.local_addr()?,
         http = %listeners.http.local_addr()?,
@@ -334,6 +332,6 @@ async fn publish_cache_sizes(handler: Arc<handler::Handler>, shutdown: Cancellat
         m.forward_cache_entries
             .set(handler.forwarder.cache_len() as i64);
         m.answer_cache_bytes
-            .set(handler.reply_cache.as_ref().map_or(0, |c| c.bytes()) as i64);
+            .set(handler.answer_cache.as_ref().map_or(0, |c| c.bytes()) as i64);
     }
 }

@@ -140,7 +140,7 @@ mod tests {
     fn rotates_address_runs_only() {
         for cname in [false, true] {
             for encoded in [
-                crate::wire::encode(&reply(cname, 5)).unwrap(),
+                crate::encoder::encode(&reply(cname, 5)).unwrap(),
                 reply(cname, 5).to_vec().unwrap(),
             ] {
                 let before = order(&encoded);
@@ -157,10 +157,10 @@ mod tests {
                 assert_eq!(b, encoded);
             }
         }
-        let mut one = crate::wire::encode(&reply(false, 1)).unwrap();
+        let mut one = crate::encoder::encode(&reply(false, 1)).unwrap();
         assert!(!rotate(&mut one, 1));
         assert!(!rotate(&mut [0u8; 5], 1));
-        let mut junk = crate::wire::encode(&reply(false, 5)).unwrap();
+        let mut junk = crate::encoder::encode(&reply(false, 5)).unwrap();
         let cut = junk.len() - 3;
         assert!(!rotate(&mut junk[..cut], 1), "a cut packet is left alone");
     }

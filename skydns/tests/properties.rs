@@ -98,10 +98,10 @@ proptest! {
         let ips: Vec<u32> = ips.into_iter().collect();
         let max = edns.map_or(512, usize::from);
         let original = response(&name, &ips, glue, soa, edns);
-        let full = skydns::wire::encode(&original).unwrap();
+        let full = skydns::encoder::encode(&original).unwrap();
         let mut without_glue = original.clone();
         without_glue.additionals.clear();
-        let answers_only = skydns::wire::encode(&without_glue).unwrap();
+        let answers_only = skydns::encoder::encode(&without_glue).unwrap();
 
         let mut m = original.clone();
         let bytes = fit(&mut m, max).expect("a reply always fits");
@@ -138,10 +138,10 @@ fn handler(snapshot: Snapshot) -> Handler {
     let zone = msg::Zone::new(msg::Prefix::new("skydns"), "kube.local");
     let index = Arc::new(Index::new());
     index.store(snapshot);
-    Handler {
-        params: ZoneParams::new(zone, 30, 30, "hostmaster.kube.local."),
+    Handler::new(
+        ZoneParams::new(zone, 30, 30, "hostmaster.kube.local."),
         index,
-        forwarder: Forwarder::new(
+        Forwarder::new(
             skydns::forward::ForwardSettings {
                 upstreams: Vec::new(),
                 stub_domains: Vec::new(),
@@ -160,14 +160,12 @@ fn handler(snapshot: Snapshot) -> Handler {
             },
             Arc::new(skydns::metrics::Metrics::new()),
         ),
-        metrics: Arc::new(skydns::metrics::Metrics::new()),
-        recursion: false,
-        udp_size: UDP_SIZE,
-        reply_cache: skydns::reply_cache::ReplyCache::new(1024, 1 << 20),
-        upstream_budget: Arc::new(tokio::sync::Semaphore::new(64)),
-        ops: Default::default(),
-        autopath: None,
-    }
+        Arc::new(skydns::metrics::Metrics::new()),
+    )
+    .with_recursion(false)
+    .with_udp_size(UDP_SIZE)
+    .with_answer_cache(skydns::answer_cache::AnswerCache::new(1024, 1 << 20))
+    .with_max_concurrent(64)
 }
 
 /// One question; an OPT record with payload `edns` when given (any value, 0 included).
@@ -420,7 +418,7 @@ proptest! {
             e.set_dnssec_ok(dnssec_ok);
             m.set_edns(e);
         }
-        let ours = skydns::wire::encode(&m).expect("every record type here is covered");
+        let ours = skydns::encoder::encode(&m).expect("every record type here is covered");
         let theirs = m.to_vec().unwrap();
         let (a, b) = (Message::from_vec(&ours).unwrap(), Message::from_vec(&theirs).unwrap());
         prop_assert_eq!(&a, &b);

@@ -83,12 +83,9 @@ fn handler() -> &'static Handler {
         let index = Arc::new(Index::new());
         index.store(snapshot);
         let zone = msg::Zone::new(msg::Prefix::new("skydns"), "kube.local");
-        Handler {
-            params: ZoneParams::new(zone, 30, 30, "hostmaster.kube.local."),
-            index,
-            // An upstream is configured (never contacted: only the synchronous part runs), so
-            // forwarding and out-of-zone CNAME chases are prepared too.
-            forwarder: Forwarder::new(
+        // An upstream is configured (never contacted: only the synchronous part runs), so
+        // forwarding and out-of-zone CNAME chases are prepared too.
+        let forwarder = Forwarder::new(
             skydns::forward::ForwardSettings {
                 upstreams: vec!["127.0.0.1:9".parse().unwrap()],
                 stub_domains: Vec::new(),
@@ -106,15 +103,16 @@ fn handler() -> &'static Handler {
                 cluster_zone: hickory_proto::rr::Name::from_ascii("kube.local.").unwrap(),
             },
             Arc::new(skydns::metrics::Metrics::new()),
-        ),
-            metrics: Arc::new(skydns::metrics::Metrics::new()),
-            recursion: true,
-            udp_size: UDP_SIZE,
-            reply_cache: skydns::reply_cache::ReplyCache::new(4096, 1 << 20),
-            upstream_budget: Arc::new(tokio::sync::Semaphore::new(64)),
-        ops: Default::default(),
-        autopath: None,
-        }
+        );
+        Handler::new(
+            ZoneParams::new(zone, 30, 30, "hostmaster.kube.local."),
+            index,
+            forwarder,
+            Arc::new(skydns::metrics::Metrics::new()),
+        )
+        .with_udp_size(UDP_SIZE)
+        .with_answer_cache(skydns::answer_cache::AnswerCache::new(4096, 1 << 20))
+        .with_max_concurrent(64)
     })
 }
 

@@ -61,18 +61,18 @@ fn entry_bytes(key_len: usize, reply_len: usize) -> usize {
 }
 
 /// The sharded cache.
-pub struct ReplyCache {
+pub struct AnswerCache {
     shards: Vec<Mutex<Shard>>,
     per_shard: usize,
     bytes_per_shard: usize,
     hasher: RandomState,
 }
 
-impl ReplyCache {
+impl AnswerCache {
     /// A cache of about `capacity` entries and at most about `bytes` bytes (each of the
     /// shards holds its share of both); `None` when either is 0 (off).
     pub fn new(capacity: usize, bytes: usize) -> Option<Self> {
-        (capacity > 0 && bytes > 0).then(|| ReplyCache {
+        (capacity > 0 && bytes > 0).then(|| AnswerCache {
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
@@ -215,7 +215,7 @@ mod tests {
 
     #[test]
     fn second_sighting_is_cached_hits_patch_the_id_and_generation_invalidates() {
-        let c = ReplyCache::new(100, 1 << 20).unwrap();
+        let c = AnswerCache::new(100, 1 << 20).unwrap();
         let q1 = [0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'f', b'o', b'o', 0];
         let mut q2 = q1;
         q2[0] = 9;
@@ -246,7 +246,7 @@ mod tests {
 
     #[test]
     fn bounded_and_oldest_evicted() {
-        let c = ReplyCache::new(32, 1 << 20).unwrap();
+        let c = AnswerCache::new(32, 1 << 20).unwrap();
         let q = |i: u32| {
             let mut q = vec![0u8; 12];
             q.extend_from_slice(&i.to_be_bytes());
@@ -265,7 +265,7 @@ mod tests {
     #[test]
     fn bounded_in_bytes_whatever_the_reply_size() {
         // 50,000 entries allowed, 1 MiB: a flood of 60 KiB TCP replies stays within the bytes.
-        let c = ReplyCache::new(50_000, 1 << 20).unwrap();
+        let c = AnswerCache::new(50_000, 1 << 20).unwrap();
         let big = vec![0u8; 60 * 1024];
         for i in 0..2_000u32 {
             let mut q = vec![0u8; 12];
