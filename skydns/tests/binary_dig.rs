@@ -146,9 +146,15 @@ fn a_taken_port_is_named_in_the_error() {
     // The metrics port is taken; the DNS port is free.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let metrics = taken.local_addr().unwrap();
-    let free = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let dns = free.local_addr().unwrap();
-    drop(free);
+    // A port free for both UDP and TCP (a UDP-only pick can land on a TCP port another test
+    // holds, and the bind error would then name the DNS address).
+    let dns = loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = udp.local_addr().unwrap();
+        if std::net::TcpListener::bind(addr).is_ok() {
+            break addr;
+        }
+    };
     let out = Command::new(env!("CARGO_BIN_EXE_skydns"))
         .args([
             "--addr",
