@@ -1,6 +1,8 @@
 //! The in-memory record index the query path reads. An etcd watch (`feed`) writes it; readers
 //! take a snapshot (an `Arc` to an immutable persistent map) and never wait on the writer or
-//! on etcd. Lookups of a path and "is anything below this path" are O(log n).
+//! on etcd. Exact lookups of a path and "is anything below this path" are hash lookups
+//! (expected O(1)); range scans (unions, wildcards, SRV below a service) are O(log n + k) for
+//! k keys visited, and bounded by the answerer; a writer's update is O(depth · log n).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Bound;
