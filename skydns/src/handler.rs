@@ -22,10 +22,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Everything needed to answer a query.
 pub struct Handler {
+    /// The zone's answering parameters.
     pub params: ZoneParams,
+    /// The records, as fed from etcd.
     pub index: Arc<Index>,
+    /// Answers names outside the zone from upstream.
     pub forwarder: Forwarder,
+    /// The server's metrics.
     pub metrics: Arc<Metrics>,
+    /// Whether names outside the zone are forwarded (else REFUSED); also the RA bit.
     pub recursion: bool,
     /// Largest UDP reply we send (and the EDNS payload we advertise).
     pub udp_size: u16,
