@@ -27,11 +27,13 @@ pub const MAX_TXN_OPS: usize = 128;
 #[derive(Debug, Clone, Copy, clap::Args)]
 #[command(about = None, long_about = None, next_help_heading = "Dataset")]
 pub struct Dataset {
+    /// Namespaces (`ns-0`, `ns-1`, …).
     #[arg(long, default_value_t = 100)]
     pub namespaces: usize,
     /// Services per namespace, the last `headless_per_ns` of them headless.
     #[arg(long, default_value_t = 100)]
     pub services_per_ns: usize,
+    /// Headless services per namespace (at most --services-per-ns).
     #[arg(long, default_value_t = 10)]
     pub headless_per_ns: usize,
     /// Ready endpoints per service (one address each).
@@ -42,6 +44,7 @@ pub struct Dataset {
 /// One endpoint (one address).
 #[derive(Debug, Clone)]
 pub struct Endpoint {
+    /// The endpoint's address (from 10.128.0.0/9).
     pub ip: Ipv4Addr,
     /// Set for headless services (StatefulSet style `db-3-0`), none for ClusterIP ones.
     pub hostname: Option<String>,
@@ -60,17 +63,22 @@ impl Endpoint {
 /// One service of the dataset.
 #[derive(Debug, Clone)]
 pub struct Service {
+    /// The service's namespace (`ns-<i>`).
     pub ns: String,
+    /// The service's name.
     pub name: String,
     /// None for headless services.
     pub cluster_ip: Option<Ipv4Addr>,
     /// The one named TCP port: `http`/80 for ClusterIP, `postgres`/5432 for headless.
     pub port_name: &'static str,
+    /// The port's number (80 or 5432).
     pub port: u16,
+    /// Its ready endpoints.
     pub endpoints: Vec<Endpoint>,
 }
 
 impl Service {
+    /// Whether the service has no cluster IP.
     pub fn headless(&self) -> bool {
         self.cluster_ip.is_none()
     }
@@ -91,14 +99,17 @@ impl Dataset {
         Ok(())
     }
 
+    /// Services in the whole dataset.
     pub fn services_total(&self) -> usize {
         self.namespaces * self.services_per_ns
     }
 
+    /// Endpoints in the whole dataset.
     pub fn endpoints_total(&self) -> usize {
         self.services_total() * self.endpoints_per_service
     }
 
+    /// The name of the `i`th namespace: `ns-<i>`.
     pub fn namespace(i: usize) -> String {
         format!("ns-{i}")
     }
@@ -379,14 +390,19 @@ pub const EXTERNAL: &[&str] = &[
 /// The three query mixes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mix {
+    /// Names that exist: A on services and endpoints, SRV on named ports.
     Hits = 1,
+    /// NXDOMAIN names a pod's search path produces before the real name.
     Misses = 2,
+    /// Names that exist, asked for AAAA they lack (NODATA).
     Nodata = 3,
 }
 
 impl Mix {
+    /// Every mix, in the order the bench runs them.
     pub const ALL: [Mix; 3] = [Mix::Hits, Mix::Misses, Mix::Nodata];
 
+    /// The mix's name, as in the query file name `queries-<name>.txt`.
     pub fn name(self) -> &'static str {
         match self {
             Mix::Hits => "hits",
@@ -400,10 +416,12 @@ impl Mix {
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator seeded with `seed` (any value, 0 included).
     pub fn new(seed: u64) -> Self {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
+    /// The next 64 pseudo-random bits.
     pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
@@ -418,6 +436,7 @@ impl Rng {
         (self.next_u64() % n as u64) as usize
     }
 
+    /// A uniform-ish pick from `items` (not empty).
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }

@@ -83,8 +83,11 @@ pub struct Settings {
     pub skydns: Option<DnsProbe>,
     /// The readiness probe of kube2sky, unless `--no-kube2sky`.
     pub kube2sky: Option<HttpProbe>,
+    /// How often each probe runs (`--period`, above zero).
     pub period: Duration,
+    /// A run not finished within this is a failure (`--timeout`, above zero).
     pub timeout: Duration,
+    /// A success older than this no longer counts (`--max-age`, longer than `period`).
     pub max_age: Duration,
 }
 

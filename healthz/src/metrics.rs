@@ -17,13 +17,16 @@ use prometheus_client::registry::Registry;
 /// The `probe` label.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProbeLabels {
+    /// The probe's name (`skydns`, `kube2sky`).
     pub probe: String,
 }
 
 /// The `probe` and `error` labels of `healthz_probe_failures_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
+    /// The probe's name (`skydns`, `kube2sky`).
     pub probe: String,
+    /// The failure kind: one of [`crate::probe::Failure::LABELS`].
     pub error: &'static str,
 }
 

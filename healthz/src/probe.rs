@@ -28,52 +28,93 @@ pub const KUBE2SKY: &str = "kube2sky";
 /// Why one probe run failed. `label` is its `error` label on `healthz_probe_failures_total`.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
+    /// The DNS server's host name could not be looked up.
     #[error("cannot resolve {host}: {source}")]
     Resolve {
+        /// The host name looked up.
         host: String,
+        /// The lookup error.
         source: std::io::Error,
     },
+    /// The DNS server's host name has no addresses.
     #[error("cannot resolve {host}: no addresses")]
-    NoAddress { host: String },
+    NoAddress {
+        /// The host name looked up.
+        host: String,
+    },
+    /// The local UDP socket could not be bound.
     #[error("bind UDP socket: {0}")]
     Bind(std::io::Error),
+    /// Connecting to the target failed (UDP connect or TCP connect).
     #[error("connect to {addr}: {source}")]
     Connect {
+        /// The address connected to.
         addr: SocketAddr,
+        /// The connect error.
         source: std::io::Error,
     },
+    /// The query could not be encoded.
     #[error("encode query: {0}")]
     Encode(hickory_proto::ProtoError),
+    /// Sending the query failed.
     #[error("send to {addr}: {source}")]
     Send {
+        /// The DNS server's address.
         addr: SocketAddr,
+        /// The send error.
         source: std::io::Error,
     },
+    /// Receiving the reply failed (e.g. ICMP port unreachable: nothing listens).
     #[error("no DNS server answering at {addr}: {source}")]
     NoServer {
+        /// The DNS server's address.
         addr: SocketAddr,
+        /// The receive error.
         source: std::io::Error,
     },
+    /// The reply is not a DNS message.
     #[error("undecodable reply: {0}")]
     Undecodable(hickory_proto::serialize::binary::DecodeError),
+    /// The reply's ID is not the query's.
     #[error("reply id {got} does not match query id {asked}")]
-    WrongId { got: u16, asked: u16 },
+    WrongId {
+        /// ID in the reply.
+        got: u16,
+        /// ID of the query.
+        asked: u16,
+    },
+    /// The reply has the QR bit clear.
     #[error("reply is not a response (QR bit clear)")]
     NotAResponse,
+    /// The reply's question is not the one asked.
     #[error("reply is for {name} {rtype}, not the question asked")]
-    OtherQuestion { name: Name, rtype: RecordType },
+    OtherQuestion {
+        /// Name in the reply's question.
+        name: Name,
+        /// Type in the reply's question.
+        rtype: RecordType,
+    },
     /// An error response code: `NXDOMAIN`, `SERVFAIL`, …
     #[error("{}", rcode_name(*.0))]
     Rcode(ResponseCode),
+    /// The reply is truncated (TC) and carries no answer records.
     #[error("truncated reply without records")]
     TruncatedEmpty,
+    /// NOERROR without answer records (NODATA).
     #[error("NOERROR but no records (NODATA)")]
     NoData,
+    /// The HTTP exchange with kube2sky failed.
     #[error("HTTP exchange: {0}")]
     Http(#[from] hyper::Error),
     /// A status other than 200, with the start of the body.
     #[error("status {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
-    Status { status: StatusCode, body: String },
+    Status {
+        /// The status received.
+        status: StatusCode,
+        /// The body's first 200 characters, trimmed (empty if it could not be read).
+        body: String,
+    },
+    /// The run did not finish within `--timeout` (the timeout).
     #[error("no answer within {0:?}")]
     Timeout(Duration),
 }
@@ -117,20 +158,27 @@ impl Failure {
 #[derive(Debug, thiserror::Error)]
 #[error("{target}: {failure}")]
 pub struct ProbeError {
+    /// What was probed (see [`Probe::target`]).
     pub target: String,
+    /// How the run failed.
     pub failure: Failure,
 }
 
 /// Why a probe cannot be built from its flags.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    /// The DNS server address is not `host:port`.
     #[error("{0}")]
     Address(#[from] AddressError),
+    /// The kube2sky URL is unusable.
     #[error("{0}")]
     Url(#[from] UrlError),
+    /// The DNS name to ask for is invalid.
     #[error("bad name {name:?}: {source}")]
     Name {
+        /// The name as given.
         name: String,
+        /// Why hickory rejects it.
         source: hickory_proto::ProtoError,
     },
 }
@@ -301,6 +349,7 @@ pub struct HttpProbe {
 const MAX_BODY: usize = 16 * 1024;
 
 impl HttpProbe {
+    /// A probe named `name` that GETs `url` (plain `http://`) and wants 200.
     pub fn new(name: &'static str, url: &str) -> Result<Self, SetupError> {
         Ok(Self {
             name,

@@ -30,7 +30,9 @@ struct Slot {
 /// Health of one probe as reported by the endpoints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProbeStatus {
+    /// The probe's name.
     pub probe: String,
+    /// Whether the last run succeeded and is no older than `max_age`.
     pub healthy: bool,
     /// Why it is unhealthy (`None` when healthy).
     pub reason: Option<String>,
@@ -40,6 +42,7 @@ pub struct ProbeStatus {
     pub latency_seconds: Option<f64>,
     /// Seconds since the last successful run.
     pub last_success_seconds_ago: Option<f64>,
+    /// Failed runs since the last success.
     pub consecutive_failures: u64,
 }
 
@@ -71,6 +74,7 @@ impl State {
         }
     }
 
+    /// How old a success may be and still count.
     pub fn max_age(&self) -> Duration {
         self.inner.max_age
     }
@@ -80,6 +84,7 @@ impl State {
         self.inner.slots.keys().map(String::as_str)
     }
 
+    /// Whether `probe` is one of the tracked probes.
     pub fn has_probe(&self, probe: &str) -> bool {
         self.inner.slots.contains_key(probe)
     }

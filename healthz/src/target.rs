@@ -6,14 +6,19 @@ use axum::http::Uri;
 /// Why a `host:port` is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
+    /// A `[` without its `]`.
     #[error("unclosed '[' in address")]
     UnclosedBracket,
+    /// No `:port` after the host.
     #[error("missing :port (expected host:port)")]
     MissingPort,
+    /// Nothing before the `:port`.
     #[error("empty host")]
     EmptyHost,
+    /// An IPv6 address without brackets.
     #[error("IPv6 addresses must be written as [addr]:port")]
     BareIpv6,
+    /// The port is not a number from 0 to 65535 (as given).
     #[error("invalid port {0:?}")]
     BadPort(String),
 }
@@ -21,14 +26,19 @@ pub enum AddressError {
 /// Why a kube2sky URL is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
+    /// The scheme is not `http://`.
     #[error("only plain http:// URLs are supported")]
     NotHttp,
+    /// The URL carries credentials (`user@…` or `user:password@…`).
     #[error("credentials in the URL are not supported")]
     Credentials,
+    /// The URL has no host.
     #[error("missing host")]
     MissingHost,
+    /// The `host:port` part is unusable.
     #[error("{0}")]
     Address(#[from] AddressError),
+    /// `http::Uri` cannot parse it (its message).
     #[error("not a URL: {0}")]
     Invalid(String),
 }
@@ -59,12 +69,14 @@ pub fn split_host_port(s: &str) -> Result<(String, u16), AddressError> {
 pub struct HttpTarget {
     /// Host name or IP address (IPv6 without brackets).
     pub host: String,
+    /// The port (80 when the URL has none).
     pub port: u16,
     /// Path and query, starting with `/` (the request target).
     pub path: String,
 }
 
 impl HttpTarget {
+    /// Parse and check `url`: `http://`, no credentials, a host, a numeric port.
     pub fn parse(url: &str) -> Result<Self, UrlError> {
         if !url.starts_with("http://") {
             return Err(UrlError::NotHttp);

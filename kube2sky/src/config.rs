@@ -132,23 +132,35 @@ pub struct Config {
 /// defaults filled in (`--etcd-server` from `ETCD_SERVER`, the election name and id).
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Cluster DNS zone, without the trailing dot (`--domain`, checked to be a DNS name).
     pub domain: String,
     /// etcd endpoints, trimmed, at least one.
     pub etcd_server: Vec<String>,
+    /// Key prefix of all records, as given (`--etcd-prefix`, checked by `msg::Prefix::parse`).
     pub etcd_prefix: String,
+    /// etcd TLS files and credentials (pairs checked, files readable).
     pub etcd_security: service_kit::EtcdSecurity,
+    /// Timeout of one etcd request (`--etcd-mutation-timeout`, at least 100ms).
     pub etcd_mutation_timeout: Duration,
+    /// Most operations per etcd transaction (`--etcd-max-txn-ops`, 1..=131072).
     pub etcd_max_txn_ops: usize,
     /// `--kube-master-url`, parsed.
     pub kube_master_url: Option<axum::http::Uri>,
+    /// `--kubecfg-file` (an existing file).
     pub kubecfg_file: Option<PathBuf>,
     /// Where the healthz port binds (`--healthz-bind-address`, `--healthz-port`).
     pub healthz_listen: SocketAddr,
+    /// TTL of the records written, in seconds (`--ttl`, at least 1).
     pub ttl: u32,
+    /// Whether pods are watched and their records written (`--pod-records`).
     pub pod_records: bool,
+    /// Watch v1 Endpoints instead of EndpointSlices (`--legacy-endpoints`).
     pub legacy_endpoints: bool,
+    /// Shortest spacing of writes during churn (`--write-interval`, at most 60s).
     pub write_interval: Duration,
+    /// Period of full reconciles (`--reconcile-interval`; zero: only when triggered).
     pub reconcile_interval: Duration,
+    /// Whether replicas elect a leader that alone writes (`--leader-elect`).
     pub leader_elect: bool,
     /// The election, used with `--leader-elect`.
     pub election: ElectionSettings,
@@ -158,6 +170,7 @@ pub struct Settings {
 /// default).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElectionSettings {
+    /// Lease TTL of the leader (`--leader-elect-ttl`, at least 2s).
     pub ttl: Duration,
     /// An etcd key prefix outside the records.
     pub name: String,

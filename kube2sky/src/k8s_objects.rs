@@ -32,7 +32,9 @@ pub enum Skip {
 /// about parts that were dropped (a bad address, an odd port).
 #[derive(Debug)]
 pub struct Converted {
+    /// The slim object, or why the object is skipped.
     pub object: Result<SlimObject, Skip>,
+    /// Parts dropped from an object that is kept (each one a log line).
     pub warnings: Vec<String>,
 }
 
@@ -40,6 +42,7 @@ pub struct Converted {
 pub trait PartialObject:
     Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static
 {
+    /// Validate and reduce to the slim form kube2sky keeps.
     fn convert(&self) -> Converted;
 }
 
@@ -107,6 +110,7 @@ macro_rules! partial_resource {
 /// `v1/Service`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Service {
+    /// Name, namespace, resourceVersion and the service-name label only.
     #[serde(default, deserialize_with = "slim_meta")]
     pub metadata: ObjectMeta,
     #[serde(default)]
@@ -142,6 +146,7 @@ struct WirePort {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointSlice {
+    /// Name, namespace, resourceVersion and the service-name label only.
     #[serde(default, deserialize_with = "slim_meta")]
     pub metadata: ObjectMeta,
     #[serde(default)]
@@ -178,6 +183,7 @@ struct WireConditions {
 /// Legacy `v1/Endpoints`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Endpoints {
+    /// Name, namespace, resourceVersion and the service-name label only.
     #[serde(default, deserialize_with = "slim_meta")]
     pub metadata: ObjectMeta,
     #[serde(default)]
@@ -204,6 +210,7 @@ struct WireAddress {
 /// `v1/Pod`: only the phase and addresses.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Pod {
+    /// Name, namespace, resourceVersion and the service-name label only.
     #[serde(default, deserialize_with = "slim_meta")]
     pub metadata: ObjectMeta,
     #[serde(default)]

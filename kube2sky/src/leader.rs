@@ -17,23 +17,29 @@ use crate::metrics::Metrics;
 /// revision, exists (it vanishes with the lease).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
+    /// The election key this replica created.
     pub key: Vec<u8>,
+    /// The etcd revision at which it was created.
     pub rev: i64,
 }
 
 /// Whether this replica may write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
+    /// Another replica leads (or none yet): do not write.
     Follower,
     /// `term` changes with every leadership won, so the writer reconciles first.
     Leader {
+        /// Leadership term, counting from 1.
         term: u64,
+        /// The guard for writes; `None` without `--leader-elect`.
         fence: Option<Fence>,
     },
 }
 
 /// The writer's view of leadership: the current role, and a way to report a refused write.
 pub struct Leadership {
+    /// The current role, updated by the election.
     pub role: watch::Receiver<Role>,
     lost: mpsc::Sender<u64>,
 }
@@ -58,12 +64,17 @@ pub fn always() -> (Leadership, watch::Sender<Role>) {
 /// Election settings.
 #[derive(Debug, Clone)]
 pub struct Election {
+    /// etcd client URLs.
     pub endpoints: Vec<String>,
     /// TLS and credentials for etcd.
     pub security: service_kit::EtcdSecurity,
+    /// Election name: an etcd key prefix outside the records.
     pub name: String,
+    /// This replica's identity (the election key's value).
     pub id: String,
+    /// Lease TTL; a dead leader is replaced after at most this long.
     pub ttl: Duration,
+    /// Timeout of each etcd request of the election.
     pub request_timeout: Duration,
 }
 

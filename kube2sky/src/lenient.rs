@@ -24,49 +24,62 @@ use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAcces
 /// A scalar (string, number, bool) that may be missing or of the wrong type.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Scalar<T> {
+    /// The field is absent (or null).
     #[default]
     Missing,
+    /// A value of the right type.
     Ok(T),
+    /// A value of another type.
     Bad,
 }
 
 /// A JSON object decoded as `T` (whose fields are themselves lenient), missing, or not an object.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Obj<T> {
+    /// The field is absent (or null).
     #[default]
     Missing,
+    /// An object, decoded.
     Ok(T),
+    /// Not an object.
     Bad,
 }
 
 /// A JSON array of lenient elements, missing, or not an array.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum List<T> {
+    /// The field is absent (or null).
     #[default]
     Missing,
+    /// An array, every element kept (each one lenient itself).
     Ok(Vec<T>),
+    /// Not an array.
     Bad,
 }
 
 impl<T> Scalar<T> {
+    /// The value, when present and well typed.
     pub fn ok(&self) -> Option<&T> {
         match self {
             Scalar::Ok(v) => Some(v),
             _ => None,
         }
     }
+    /// Whether the value was of the wrong type.
     pub fn is_bad(&self) -> bool {
         matches!(self, Scalar::Bad)
     }
 }
 
 impl<T> Obj<T> {
+    /// The object, when present and an object.
     pub fn ok(&self) -> Option<&T> {
         match self {
             Obj::Ok(v) => Some(v),
             _ => None,
         }
     }
+    /// Whether the value was not an object.
     pub fn is_bad(&self) -> bool {
         matches!(self, Obj::Bad)
     }
@@ -80,6 +93,7 @@ impl<T> List<T> {
             _ => &[],
         }
     }
+    /// Whether the value was not an array.
     pub fn is_bad(&self) -> bool {
         matches!(self, List::Bad)
     }

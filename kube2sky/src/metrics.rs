@@ -117,18 +117,21 @@ impl Metrics {
         (m, Arc::new(Mutex::new(r)))
     }
 
+    /// Count a watch event (`kube2sky_watch_events_total{resource,type}`).
     pub fn watch_event(&self, resource: &'static str, event: &'static str) {
         self.watch_events
             .get_or_create(&[("resource", resource), ("type", event)])
             .inc();
     }
 
+    /// Count an object skipped as invalid (`kube2sky_skipped_objects_total{resource}`).
     pub fn skipped(&self, resource: &'static str) {
         self.skipped_objects
             .get_or_create(&[("resource", resource)])
             .inc();
     }
 
+    /// Count a committed transaction and its puts and deletes.
     pub fn etcd_written(&self, puts: usize, deletes: usize) {
         self.etcd_writes.inc();
         self.etcd_ops
@@ -139,14 +142,17 @@ impl Metrics {
             .inc_by(deletes as u64);
     }
 
+    /// Count an etcd error by its [`crate::error::Error::label`].
     pub fn etcd_error(&self, label: &'static str) {
         self.etcd_errors.get_or_create(&[("error", label)]).inc();
     }
 
+    /// Count a completed reconcile.
     pub fn reconciled(&self) {
         self.reconciles.inc();
     }
 
+    /// Set the object, record, pending and too-large gauges from the desired state's counts.
     pub fn observe(&self, stats: Stats) {
         self.objects
             .get_or_create(&[("kind", "service")])
@@ -166,10 +172,12 @@ impl Metrics {
         }
     }
 
+    /// Count a transaction whose reverse-key comparison failed.
     pub fn ptr_conflict(&self) {
         self.ptr_conflicts.inc();
     }
 
+    /// Record now as the time etcd last held exactly the desired records.
     pub fn synced_now(&self) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -178,6 +186,7 @@ impl Metrics {
         self.last_sync.set(now);
     }
 
+    /// Set `kube2sky_leader` (1 while this replica leads).
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
     }

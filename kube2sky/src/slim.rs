@@ -8,15 +8,19 @@ use std::net::IpAddr;
 /// The watched resource an event is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
+    /// Services.
     Service,
     /// EndpointSlices, or legacy v1 Endpoints with `--legacy-endpoints`.
     Endpoints,
+    /// Pods (with `--pod-records`).
     Pod,
 }
 
 impl Kind {
+    /// Every kind, in [`Kind::index`] order.
     pub const ALL: [Kind; 3] = [Kind::Service, Kind::Endpoints, Kind::Pod];
 
+    /// Position in per-kind arrays (0, 1, 2).
     pub fn index(self) -> usize {
         match self {
             Kind::Service => 0,
@@ -25,6 +29,7 @@ impl Kind {
         }
     }
 
+    /// The kind's metric label (`service`, `endpoints`, `pod`).
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Service => "service",
@@ -37,11 +42,14 @@ impl Kind {
 /// Namespace and name of an object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjRef {
+    /// The namespace.
     pub namespace: String,
+    /// The object's name.
     pub name: String,
 }
 
 impl ObjRef {
+    /// A reference to `namespace/name`.
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
         ObjRef {
             namespace: namespace.into(),
@@ -59,8 +67,11 @@ impl fmt::Display for ObjRef {
 /// A port's protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
+    /// TCP.
     Tcp,
+    /// UDP.
     Udp,
+    /// SCTP.
     Sctp,
 }
 
@@ -88,8 +99,11 @@ impl Protocol {
 /// A port. `name` is empty for an unnamed port (which gets no SRV record).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlimPort {
+    /// Port name, a DNS label (empty when unnamed).
     pub name: String,
+    /// The port's protocol.
     pub protocol: Protocol,
+    /// Port number (1..=65535).
     pub port: u16,
 }
 
@@ -107,22 +121,29 @@ pub enum ServiceKind {
 /// A Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlimService {
+    /// The service's namespace and name.
     pub id: ObjRef,
+    /// What its service key holds.
     pub kind: ServiceKind,
+    /// Its valid ports.
     pub ports: Vec<SlimPort>,
 }
 
 /// One ready endpoint: its addresses and, when set and valid, its hostname.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlimEndpoint {
+    /// The endpoint's addresses (at least one).
     pub addresses: Vec<IpAddr>,
+    /// Its hostname, a DNS label.
     pub hostname: Option<String>,
 }
 
 /// Ready endpoints sharing one port list (an EndpointSlice, or one subset of v1 Endpoints).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SlimEndpointGroup {
+    /// The ports these endpoints serve.
     pub ports: Vec<SlimPort>,
+    /// The ready endpoints.
     pub endpoints: Vec<SlimEndpoint>,
 }
 
@@ -133,10 +154,12 @@ pub struct SlimEndpoints {
     pub id: ObjRef,
     /// The owning service's name (`kubernetes.io/service-name`), in `id.namespace`.
     pub service: String,
+    /// Its port lists and ready endpoints (one group for a slice).
     pub groups: Vec<SlimEndpointGroup>,
 }
 
 impl SlimEndpoints {
+    /// The owning service's namespace and name.
     pub fn service_ref(&self) -> ObjRef {
         ObjRef::new(self.id.namespace.clone(), self.service.clone())
     }
@@ -145,19 +168,25 @@ impl SlimEndpoints {
 /// A Running or Pending pod with at least one IP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlimPod {
+    /// The pod's namespace and name.
     pub id: ObjRef,
+    /// Its IPs (`status.podIPs`, else `status.podIP`; at least one).
     pub ips: Vec<IpAddr>,
 }
 
 /// Any slim object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlimObject {
+    /// A Service.
     Service(SlimService),
+    /// An EndpointSlice or v1 Endpoints object.
     Endpoints(SlimEndpoints),
+    /// A Pod.
     Pod(SlimPod),
 }
 
 impl SlimObject {
+    /// The kind of the object.
     pub fn kind(&self) -> Kind {
         match self {
             SlimObject::Service(_) => Kind::Service,

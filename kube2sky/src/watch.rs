@@ -16,11 +16,14 @@ use crate::slim::{Kind, SlimEvent};
 /// Which resources to watch.
 #[derive(Debug, Clone, Copy)]
 pub struct Watched {
+    /// Watch v1 Endpoints instead of EndpointSlices.
     pub legacy_endpoints: bool,
+    /// Watch pods (`--pod-records`).
     pub pods: bool,
 }
 
 impl Watched {
+    /// The kinds watched: services and endpoints always, pods when enabled.
     pub fn kinds(&self) -> Vec<Kind> {
         let mut k = vec![Kind::Service, Kind::Endpoints];
         if self.pods {

@@ -108,9 +108,13 @@ impl Connection {
 /// Writer settings.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
+    /// Most operations per transaction (`--etcd-max-txn-ops`; one less when fenced).
     pub max_ops: usize,
+    /// Shortest spacing of transactions during churn.
     pub write_interval: Duration,
+    /// Reconcile period; zero: only on errors, leadership changes and etcd data loss.
     pub reconcile_interval: Duration,
+    /// Timeout of each etcd request.
     pub request_timeout: Duration,
     /// Followers report ready once their initial lists are in (with `--leader-elect`).
     pub standby_ready: bool,
@@ -132,6 +136,7 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// A writer over `conn` that writes `state`'s pending keys when `work` is notified.
     pub fn new(
         conn: Connection,
         state: Arc<Mutex<State>>,

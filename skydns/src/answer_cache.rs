@@ -30,8 +30,11 @@ const DOORKEEPER: usize = 8192;
 /// What a hit returns besides the bytes (for metrics).
 #[derive(Debug, Clone, Copy)]
 pub struct ReplyMeta {
+    /// Which part of the server made the reply (the `system` label).
     pub system: System,
+    /// The reply's response code.
     pub rcode: ResponseCode,
+    /// Whether the reply was truncated (TC set).
     pub truncated: bool,
 }
 

@@ -153,45 +153,77 @@ pub struct Config {
 /// Validated settings the server runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// DNS listen address, UDP and TCP (`--addr`).
     pub addr: SocketAddr,
+    /// HTTP listen address for /metrics and /readiness (`--metrics-addr`).
     pub metrics_addr: SocketAddr,
+    /// The zone (`--domain`) under the key prefix (`--path-prefix`).
     pub zone: msg::Zone,
+    /// etcd endpoints, `http://` or `https://`, at least one (`--machines`).
     pub machines: Vec<String>,
+    /// Default upstreams: `--nameservers`, else /etc/resolv.conf's (our own address left out).
     pub upstreams: Vec<SocketAddr>,
+    /// Whether names outside the zone are forwarded (not `--no-rec`).
     pub recursion: bool,
+    /// TTL of records that carry none, in seconds (`--ttl`).
     pub ttl: u32,
+    /// Negative-answer TTL and SOA minimum, in seconds (`--min-ttl`).
     pub min_ttl: u32,
+    /// Most entries in the forwarding cache; 0 turns it off (`--rcache`).
     pub rcache: usize,
     /// Bytes the forwarding cache may hold.
     pub rcache_bytes: usize,
+    /// Longest a forwarded answer is cached, in seconds (`--rcache-ttl`).
     pub rcache_ttl: u32,
+    /// Shortest a forwarded answer is cached, in seconds (`--rcache-min-ttl`, ≤ `rcache_ttl`).
     pub rcache_min_ttl: u32,
     /// `--stub-domain` flags.
     pub stub_domains: Vec<(hickory_proto::rr::Name, Vec<SocketAddr>)>,
+    /// Directory of the kube-dns ConfigMap keys, re-read every second (`--config-dir`).
     pub config_dir: Option<std::path::PathBuf>,
     /// What `--config-dir` held at start.
     pub file_config: Option<crate::forward::stubs::FileConfig>,
+    /// How a zone's upstreams are ordered per question (`--forward-policy`).
     pub forward_policy: crate::forward::routes::Policy,
+    /// How long past expiry a forwarded answer may be served when upstreams fail (`--serve-stale`;
+    /// zero: never).
     pub serve_stale: Duration,
+    /// Refresh a forwarded answer asked this many times before expiry; 0: never (`--prefetch`).
     pub prefetch: u32,
+    /// Most entries in the authoritative answer cache; 0 turns it off (`--answer-cache`).
     pub answer_cache: usize,
     /// Bytes the answer cache may hold.
     pub answer_cache_bytes: usize,
+    /// Most upstream lookups in flight at once (`--max-concurrent`, 1..=1048576).
     pub max_concurrent: usize,
+    /// Timeout of one upstream attempt (`--rtimeout`).
     pub rtimeout: Duration,
+    /// SOA mailbox as a fully qualified name (`hostmaster.<domain>.` by default).
     pub hostmaster: String,
+    /// Largest UDP reply, and the EDNS payload advertised (`--udp-size`, at least 512).
     pub udp_size: u16,
+    /// `--udp-threads`, when given and above 0 (see [`Settings::udp_thread_count`]).
     pub udp_threads: Option<usize>,
+    /// Most TCP connections served at once (`--tcp-max-conns`, at least 1).
     pub tcp_max_conns: usize,
+    /// How long an idle TCP connection is kept (`--tcp-idle-timeout`).
     pub tcp_idle_timeout: Duration,
+    /// etcd TLS files and credentials (pairs checked).
     pub etcd_security: service_kit::EtcdSecurity,
+    /// Rotate multi-record A/AAAA answers (`--round-robin`).
     pub round_robin: bool,
     /// `--id`, else the hostname.
     pub id: String,
+    /// Answer an empty NSID option with `id` (`--nsid`).
     pub nsid: bool,
+    /// How long DNS is still answered after /readiness turns 503 on shutdown (`--lameduck`; zero:
+    /// none).
     pub lameduck: Duration,
+    /// Log one line per query to stdout (`--log-queries`).
     pub log_queries: bool,
+    /// How names below `pod.<zone>` are answered (`--pods`).
     pub pods: PodsMode,
+    /// Walk a pod's search path server-side on misses (`--autopath`).
     pub autopath: bool,
     /// The `search` domains of /etc/resolv.conf (the node's, under `dnsPolicy: Default`),
     /// walked by `--autopath` after the cluster's own.

@@ -23,10 +23,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Everything needed to answer a query. Built with [`Handler::new`] and the `with_*` setters;
 /// its parts are the server's own.
 pub struct Handler {
+    /// The zone's answering parameters.
     params: ZoneParams,
+    /// The records, as fed from etcd.
     index: Arc<Index>,
+    /// Answers names outside the zone from upstream.
     pub(crate) forwarder: Forwarder,
+    /// The server's metrics.
     pub(crate) metrics: Arc<Metrics>,
+    /// Whether names outside the zone are forwarded (else REFUSED); also the RA bit.
     recursion: bool,
     /// Largest UDP reply we send (and the EDNS payload we advertise).
     udp_size: u16,

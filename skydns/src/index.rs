@@ -18,23 +18,34 @@ pub const MAX_TTL: u32 = i32::MAX as u32;
 /// What a record's `host` field holds, parsed once when the value is read from etcd.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Host {
+    /// No `host` (e.g. a TXT-only record).
     None,
+    /// An IPv4 address (A).
     V4(Ipv4Addr),
+    /// An IPv6 address (AAAA).
     V6(Ipv6Addr),
+    /// A domain name, fully qualified (CNAME, or SRV/MX/PTR/NS target).
     Name(Name),
 }
 
 /// One record, ready to answer from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rec {
+    /// The parsed `host`.
     pub host: Host,
+    /// SRV port (0: none).
     pub port: u16,
+    /// SRV priority / MX preference (0 already replaced by the default, 10).
     pub priority: u16,
+    /// Raw SRV weight (0 counts as 100).
     pub weight: u16,
+    /// TXT content (empty: no TXT record).
     pub text: String,
+    /// Whether MX queries answer this record.
     pub mail: bool,
     /// 0 = the server's default TTL.
     pub ttl: u32,
+    /// Labels to strip from the key-derived name of an IP host used as SRV/MX target.
     pub targetstrip: u32,
     /// SkyDNS `group` (empty: none).
     pub group: Box<str>,
@@ -94,8 +105,10 @@ pub type Entry = Arc<[Rec]>;
 /// Why a value could not be indexed.
 #[derive(Debug, thiserror::Error)]
 pub enum ValueError {
+    /// The value is not a valid SkyDNS record value.
     #[error(transparent)]
     Record(#[from] msg::RecordError),
+    /// A `host` is neither an IP address nor a valid domain name.
     #[error("host is neither an IP address nor a domain name")]
     BadHost,
 }
@@ -232,6 +245,7 @@ pub struct Index {
 }
 
 impl Index {
+    /// An empty index (no snapshot loaded yet).
     pub fn new() -> Self {
         Self::default()
     }

@@ -30,8 +30,11 @@ pub use config::{Config, Settings};
 
 /// The sockets skydns serves on, bound by the caller (tests bind port 0).
 pub struct Listeners {
+    /// DNS over UDP (`--addr`).
     pub udp: UdpSocket,
+    /// DNS over TCP (`--addr`).
     pub tcp: TcpListener,
+    /// HTTP for /metrics and /readiness (`--metrics-addr`).
     pub http: TcpListener,
 }
 
@@ -59,8 +62,11 @@ impl Listeners {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot bind {what} {addr}: {source}")]
 pub struct BindError {
+    /// Which listener, with its flag (`DNS (UDP) --addr`).
     pub what: &'static str,
+    /// The address.
     pub addr: std::net::SocketAddr,
+    /// The bind error.
     #[source]
     pub source: std::io::Error,
 }

@@ -19,7 +19,9 @@ use crate::forward::Transport;
 /// Who asked, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Client {
+    /// The client's address (source of the query).
     pub addr: SocketAddr,
+    /// UDP or TCP.
     pub transport: Transport,
 }
 

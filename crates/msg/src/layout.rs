@@ -48,6 +48,7 @@ impl Zone {
         }
     }
 
+    /// The key prefix the zone lives under (`/skydns`).
     pub fn prefix(&self) -> &Prefix {
         &self.prefix
     }

@@ -18,22 +18,32 @@ pub const MAX_TEXT_LEN: usize = 16 * 1024;
 /// `{"host":H,"port":P,"priority":10,"weight":10,"ttl":30}`; empty fields are omitted.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Record {
+    /// Target: an IP literal (A/AAAA) or a domain name (CNAME, or SRV/MX/PTR/NS target).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub host: String,
+    /// SRV port; 0 (omitted) means none.
     #[serde(default, skip_serializing_if = "is_zero_u16")]
     pub port: u16,
+    /// SRV priority / MX preference; 0 means [`DEFAULT_PRIORITY`].
     #[serde(default, skip_serializing_if = "is_zero_u16")]
     pub priority: u16,
+    /// Raw SRV weight, relative to the other records of the same priority (0 counts as 100).
     #[serde(default, skip_serializing_if = "is_zero_u16")]
     pub weight: u16,
+    /// TXT content (answered as 255-byte strings).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text: String,
+    /// Whether the record also answers MX queries (preference = priority).
     #[serde(default, skip_serializing_if = "is_false")]
     pub mail: bool,
+    /// TTL in seconds; 0 means the server's default.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub ttl: u32,
+    /// Labels to strip from the key-derived name synthesised as the SRV/MX target of an IP host.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub targetstrip: u32,
+    /// SkyDNS group: when an answer unites several keys, the shortest keys' group selects which
+    /// records are answered (records without a group always are).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub group: String,
 }
@@ -82,16 +92,22 @@ impl Record {
 /// Why a value under the prefix could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
+    /// The value is not JSON of the record shape.
     #[error("not a SkyDNS record: {0}")]
     Json(#[from] serde_json::Error),
+    /// The value is not UTF-8.
     #[error("value is not UTF-8")]
     Utf8,
+    /// The value is an empty array.
     #[error("empty record array")]
     Empty,
+    /// The array holds more than [`MAX_RECORDS_PER_VALUE`] records (the count).
     #[error("record array of {0} entries exceeds the limit of {MAX_RECORDS_PER_VALUE}")]
     TooMany(usize),
+    /// A `host` is longer than [`MAX_HOST_LEN`] (its length).
     #[error("host of {0} characters exceeds the limit of {MAX_HOST_LEN}")]
     HostTooLong(usize),
+    /// A `text` is longer than [`MAX_TEXT_LEN`] bytes (its length).
     #[error("text of {0} bytes exceeds the limit of {MAX_TEXT_LEN}")]
     TextTooLong(usize),
 }

@@ -18,6 +18,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// First delay `initial`, doubling up to `max`.
     pub fn new(initial: Duration, max: Duration) -> Self {
         let builder = ExponentialBuilder::new()
             .with_min_delay(initial)

@@ -19,10 +19,18 @@ pub const MAX: Duration = Duration::from_secs(365 * 86_400);
 /// Why a duration flag's value is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
+    /// No number, or not a duration at all (the flag value).
     #[error("{0:?} is not a duration like 10s, 500ms or 1m30s")]
     Syntax(String),
+    /// A unit Go's `time.ParseDuration` does not know.
     #[error("{text:?}: unknown unit {unit:?} (use ns, us, ms, s, m or h)")]
-    Unit { text: String, unit: String },
+    Unit {
+        /// The whole flag value.
+        text: String,
+        /// The unit found in it.
+        unit: String,
+    },
+    /// Longer than [`MAX`] (a year), or too large to represent (the flag value).
     #[error("{0:?} is out of range (at most a year)")]
     Range(String),
 }

@@ -21,14 +21,20 @@ pub struct EtcdSecurity {
 /// Why etcd security settings are unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdSecurityError {
+    /// A client certificate without its key, or a key without its certificate.
     #[error("give both the client certificate and its key, or neither")]
     HalfIdentity,
+    /// A username without a password, or a password without a username.
     #[error("give both username and password, or neither")]
     HalfAuth,
+    /// A PEM file could not be read.
     #[error("cannot read {what} {path}: {source}")]
     Read {
+        /// Which file: "CA certificate", "client certificate" or "client key".
         what: &'static str,
+        /// The file's path.
         path: String,
+        /// The read error.
         source: std::io::Error,
     },
 }
@@ -36,8 +42,10 @@ pub enum EtcdSecurityError {
 /// Why connecting to etcd failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdConnectError {
+    /// The TLS or auth settings are unusable.
     #[error("etcd TLS/auth: {0}")]
     Security(#[from] EtcdSecurityError),
+    /// The etcd client failed (connecting, or authenticating with the username and password).
     #[error("etcd: {0}")]
     Etcd(#[from] etcd_client::Error),
 }

@@ -17,12 +17,15 @@ use tokio_util::sync::CancellationToken;
 pub struct Readiness(Arc<AtomicBool>);
 
 impl Readiness {
+    /// A flag that starts not ready.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Set the flag (seen by every clone).
     pub fn set(&self, ready: bool) {
         self.0.store(ready, Ordering::Release);
     }
+    /// Whether the program is ready.
     pub fn is_ready(&self) -> bool {
         self.0.load(Ordering::Acquire)
     }

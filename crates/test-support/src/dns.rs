@@ -13,7 +13,9 @@ use tokio::net::{TcpStream, UdpSocket};
 /// How to send a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
+    /// One datagram each way (a truncated reply is returned as received).
     Udp,
+    /// One length-prefixed message over a new connection.
     Tcp,
 }
 

@@ -7,7 +7,9 @@ use serde_json::{json, Map, Value};
 /// One service / endpoint port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortSpec {
+    /// Port name (`None` for an unnamed port).
     pub name: Option<String>,
+    /// Port number.
     pub port: u16,
     /// "TCP", "UDP" or "SCTP".
     pub protocol: String,
@@ -121,7 +123,9 @@ pub fn service_external_name(ns: &str, name: &str, external_name: &str) -> Value
 /// One endpoint of an EndpointSlice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointSpec {
+    /// IP addresses, as text.
     pub addresses: Vec<String>,
+    /// `hostname` of the endpoint (headless services name it in DNS).
     pub hostname: Option<String>,
     /// `conditions.ready` (also used for `serving`); `None` leaves the conditions empty, which
     /// consumers must read as ready.

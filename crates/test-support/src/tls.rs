@@ -11,10 +11,15 @@ use anyhow::{bail, Context};
 /// Paths of the generated PEM files.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
+    /// CA certificate that signed both.
     pub ca: PathBuf,
+    /// Server certificate (SAN IP:127.0.0.1, DNS:localhost).
     pub server_cert: PathBuf,
+    /// Server key.
     pub server_key: PathBuf,
+    /// Client certificate (CN `client`).
     pub client_cert: PathBuf,
+    /// Client key.
     pub client_key: PathBuf,
 }
 
@@ -122,22 +127,28 @@ pub fn generate(dir: &Path) -> anyhow::Result<TlsFiles> {
 /// `RSA PRIVATE KEY` (kubeadm).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
+    /// EC P-256, key as SEC1 `EC PRIVATE KEY`.
     Ec,
+    /// RSA 2048, key as PKCS#1 `RSA PRIVATE KEY`.
     Rsa,
 }
 
 /// A certificate and its key (PEM files).
 #[derive(Debug, Clone)]
 pub struct CertPair {
+    /// Certificate file (PEM).
     pub cert: PathBuf,
+    /// Key file (PEM).
     pub key: PathBuf,
 }
 
 impl CertPair {
+    /// The certificate's PEM text.
     pub fn cert_pem(&self) -> anyhow::Result<String> {
         std::fs::read_to_string(&self.cert).with_context(|| format!("read {}", self.cert.display()))
     }
 
+    /// The key's PEM text.
     pub fn key_pem(&self) -> anyhow::Result<String> {
         std::fs::read_to_string(&self.key).with_context(|| format!("read {}", self.key.display()))
     }
@@ -195,6 +206,7 @@ impl TestCa {
         })
     }
 
+    /// The CA certificate's PEM text.
     pub fn cert_pem(&self) -> anyhow::Result<String> {
         std::fs::read_to_string(&self.cert).with_context(|| format!("read {}", self.cert.display()))
     }

@@ -41,6 +41,7 @@ pub struct FakeUpstream {
 }
 
 impl FakeUpstream {
+    /// Bind UDP and TCP on one 127.0.0.1 port and serve in `mode`.
     pub async fn start(mode: Mode) -> anyhow::Result<Self> {
         let (udp, tcp) = bind_pair().await?;
         let addr = udp.local_addr()?;
@@ -55,6 +56,7 @@ impl FakeUpstream {
         Ok(FakeUpstream { addr, state, stop })
     }
 
+    /// The address (UDP and TCP) to forward to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -66,6 +68,7 @@ impl FakeUpstream {
         }
     }
 
+    /// Change how it answers from now on.
     pub fn set_mode(&self, mode: Mode) {
         if let Ok(mut m) = self.state.mode.lock() {
             *m = mode;

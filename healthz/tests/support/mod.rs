@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 /// How the fake DNS server treats queries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// NOERROR with one A record for the asked name.
     Answer,
     NxDomain,
@@ -39,7 +39,7 @@ pub enum Mode {
 
 /// A UDP DNS responder on 127.0.0.1 that can be switched between modes, stopped and restarted
 /// on the same port.
-pub struct FakeDns {
+pub(crate) struct FakeDns {
     pub addr: SocketAddr,
     mode: Arc<Mutex<Mode>>,
     received: Arc<AtomicUsize>,
@@ -47,7 +47,7 @@ pub struct FakeDns {
 }
 
 impl FakeDns {
-    pub async fn start(mode: Mode) -> Self {
+    pub(crate) async fn start(mode: Mode) -> Self {
         let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let mut dns = Self {
             addr: sock.local_addr().unwrap(),
@@ -80,17 +80,17 @@ impl FakeDns {
         }));
     }
 
-    pub fn set_mode(&self, mode: Mode) {
+    pub(crate) fn set_mode(&self, mode: Mode) {
         *self.mode.lock().unwrap() = mode;
     }
 
     /// Queries received so far (answered or not).
-    pub fn received(&self) -> usize {
+    pub(crate) fn received(&self) -> usize {
         self.received.load(Ordering::SeqCst)
     }
 
     /// Close the socket (later queries get ICMP port unreachable).
-    pub async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
             let _ = task.await;
@@ -98,7 +98,7 @@ impl FakeDns {
     }
 
     /// Bind the same port again and answer as before.
-    pub async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         assert!(self.task.is_none(), "restart a running FakeDns");
         let sock = UdpSocket::bind(self.addr).await.unwrap();
         self.spawn(sock);
@@ -135,14 +135,14 @@ fn respond(query: &Message, mode: Mode) -> Option<Message> {
 }
 
 /// A kube2sky-like server: `GET /readiness` → 200 `ok` or 503 `not ready`.
-pub struct FakeReadiness {
+pub(crate) struct FakeReadiness {
     pub addr: SocketAddr,
     pub ready: Readiness,
     stop: CancellationToken,
 }
 
 impl FakeReadiness {
-    pub async fn start(ready: bool) -> Self {
+    pub(crate) async fn start(ready: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let readiness = Readiness::new();
@@ -158,7 +158,7 @@ impl FakeReadiness {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/readiness", self.addr)
     }
 }
@@ -170,13 +170,13 @@ impl Drop for FakeReadiness {
 }
 
 /// A TCP server that accepts connections, reads, and never writes.
-pub struct HangingHttp {
+pub(crate) struct HangingHttp {
     pub addr: SocketAddr,
     task: JoinHandle<()>,
 }
 
 impl HangingHttp {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
@@ -199,16 +199,16 @@ impl Drop for HangingHttp {
 
 /// `healthz::run` on 127.0.0.1:0 with short timings (period 100ms, timeout 300ms, max-age 1s)
 /// plus `args`.
-pub struct Healthz {
+pub(crate) struct Healthz {
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
     pub handle: JoinHandle<anyhow::Result<()>>,
 }
 
-pub const MAX_AGE: Duration = Duration::from_secs(1);
+pub(crate) const MAX_AGE: Duration = Duration::from_secs(1);
 
 impl Healthz {
-    pub async fn start(args: &[&str]) -> Self {
+    pub(crate) async fn start(args: &[&str]) -> Self {
         test_support::init_test_tracing();
         let base = [
             "healthz",
@@ -235,17 +235,17 @@ impl Healthz {
     }
 
     /// Probing both fakes.
-    pub async fn for_fakes(dns: &FakeDns, ready: &FakeReadiness) -> Self {
+    pub(crate) async fn for_fakes(dns: &FakeDns, ready: &FakeReadiness) -> Self {
         let dns_addr = dns.addr.to_string();
         let url = ready.url();
         Self::start(&["--dns-addr", &dns_addr, "--kube2sky-url", &url]).await
     }
 
-    pub async fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, String) {
         http_get(self.addr, path, None).await
     }
 
-    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+    pub(crate) async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let (code, body) = http_get(self.addr, path, Some("application/json")).await;
         let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
         (code, v)
@@ -259,7 +259,7 @@ impl Drop for Healthz {
 }
 
 /// Minimal HTTP/1.1 GET (Connection: close) returning status and body; panics after 2 s.
-pub async fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, String) {
+pub(crate) async fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, String) {
     tokio::time::timeout(Duration::from_secs(2), async {
         let mut s = TcpStream::connect(addr).await.unwrap();
         let accept = accept
@@ -281,7 +281,7 @@ pub async fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u1
 
 /// One sample of the Prometheus/OpenMetrics text format.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub value: f64,
@@ -289,7 +289,7 @@ pub struct Sample {
 
 /// Parse the text exposition format strictly enough to catch malformed output: comment lines
 /// are `# HELP|TYPE|UNIT|EOF`, sample lines `name{k="v",...} value [timestamp]`.
-pub fn parse_metrics(text: &str) -> Result<Vec<Sample>, String> {
+pub(crate) fn parse_metrics(text: &str) -> Result<Vec<Sample>, String> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let err = |m: &str| format!("line {}: {m}: {line:?}", i + 1);
@@ -374,7 +374,7 @@ pub fn parse_metrics(text: &str) -> Result<Vec<Sample>, String> {
 }
 
 /// The value of `name` with label `probe=<probe>` (`None` when absent).
-pub fn probe_value(samples: &[Sample], name: &str, probe: &str) -> Option<f64> {
+pub(crate) fn probe_value(samples: &[Sample], name: &str, probe: &str) -> Option<f64> {
     samples
         .iter()
         .find(|s| s.name == name && s.labels.get("probe").map(String::as_str) == Some(probe))

@@ -34,11 +34,22 @@ pub const MAX_OP_BYTES: usize = 1024 * 1024;
 /// One etcd write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    Put { key: String, value: String },
-    Delete { key: String },
+    /// Set `key` to `value` (an encoded record value).
+    Put {
+        /// Full etcd key.
+        key: String,
+        /// JSON value, as [`msg::encode_value`] writes it.
+        value: String,
+    },
+    /// Remove `key`.
+    Delete {
+        /// Full etcd key.
+        key: String,
+    },
 }
 
 impl Op {
+    /// The key written or removed.
     pub fn key(&self) -> &str {
         match self {
             Op::Put { key, .. } | Op::Delete { key } => key,
@@ -49,10 +60,15 @@ impl Op {
 /// Counts for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
+    /// Services held.
     pub services: usize,
+    /// EndpointSlices (or v1 Endpoints) held.
     pub endpoints: usize,
+    /// Pods held.
     pub pods: usize,
+    /// Keys in the desired record set.
     pub records: usize,
+    /// Keys waiting to be written.
     pub pending: usize,
     /// Keys whose desired value is larger than etcd accepts (their key is kept absent).
     pub too_large: usize,
@@ -150,6 +166,7 @@ impl State {
         state
     }
 
+    /// The zone the records are written under.
     pub fn zone(&self) -> &Zone {
         &self.zone
     }
@@ -164,6 +181,7 @@ impl State {
         self.dirty_put.len() + self.dirty_del.len()
     }
 
+    /// Counts for the gauges (see [`crate::metrics::Metrics::observe`]).
     pub fn stats(&self) -> Stats {
         Stats {
             services: self.services.len(),

@@ -13,9 +13,11 @@ use super::State;
 /// whose value `Zone::owns_ptr_value` accepts are ours).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedRange {
+    /// First key of the range.
     pub start: String,
     /// Exclusive end.
     pub end: String,
+    /// Whether this is a reverse tree (ownership decided per value).
     pub reverse: bool,
 }
 

@@ -9,20 +9,20 @@ use clap::Parser;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use test_support::objects::*;
-pub use test_support::{eventually, EtcdProcess, TestApiServer};
+pub(crate) use test_support::objects::*;
+pub(crate) use test_support::{eventually, EtcdProcess, TestApiServer};
 
 /// Generous bound for anything to show up in etcd.
-pub const SETTLE: Duration = Duration::from_secs(20);
+pub(crate) const SETTLE: Duration = Duration::from_secs(20);
 
 /// Key prefix of the default zone's services.
-pub const SVC: &str = "/skydns/local/cluster/svc";
-pub const POD: &str = "/skydns/local/cluster/pod";
-pub const VERSION_KEY: &str = "/skydns/local/cluster/dns-version";
-pub const VERSION: &str = r#"{"text":"1.1.0"}"#;
+pub(crate) const SVC: &str = "/skydns/local/cluster/svc";
+pub(crate) const POD: &str = "/skydns/local/cluster/pod";
+pub(crate) const VERSION_KEY: &str = "/skydns/local/cluster/dns-version";
+pub(crate) const VERSION: &str = r#"{"text":"1.1.0"}"#;
 
 /// One kube2sky running in-process.
-pub struct Kube2sky {
+pub(crate) struct Kube2sky {
     pub healthz: SocketAddr,
     shutdown: CancellationToken,
     handle: JoinHandle<anyhow::Result<()>>,
@@ -30,7 +30,7 @@ pub struct Kube2sky {
 
 impl Kube2sky {
     /// Start kube2sky against `etcd` and `api` with fast test timings plus `extra` flags.
-    pub async fn start(etcd: &str, api: &str, extra: &[&str]) -> Kube2sky {
+    pub(crate) async fn start(etcd: &str, api: &str, extra: &[&str]) -> Kube2sky {
         test_support::init_test_tracing();
         let mut args = vec![
             "kube2sky".to_string(),
@@ -63,7 +63,7 @@ impl Kube2sky {
     }
 
     /// Graceful stop (SIGTERM equivalent); returns what `run` returned.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(10), self.handle)
             .await
@@ -72,25 +72,25 @@ impl Kube2sky {
     }
 
     /// Crash: drop everything at once (no resign, no cleanup).
-    pub async fn kill(self) {
+    pub(crate) async fn kill(self) {
         self.handle.abort();
         let _ = self.handle.await;
     }
 
     /// Whether `run` is still running (it must never exit on its own).
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         !self.handle.is_finished()
     }
 
-    pub async fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, String) {
         http_get(self.healthz, path).await
     }
 
-    pub async fn is_ready(&self) -> bool {
+    pub(crate) async fn is_ready(&self) -> bool {
         self.get("/readiness").await.0 == 200
     }
 
-    pub async fn wait_ready(&self) {
+    pub(crate) async fn wait_ready(&self) {
         eventually(SETTLE, "kube2sky ready", || async {
             self.is_ready().await.then_some(())
         })
@@ -98,7 +98,7 @@ impl Kube2sky {
     }
 
     /// The value of one metric line (`name{labels}` exactly as exposed), 0 when absent.
-    pub async fn metric(&self, series: &str) -> f64 {
+    pub(crate) async fn metric(&self, series: &str) -> f64 {
         let (_, body) = self.get("/metrics").await;
         body.lines()
             .find_map(|l| {
@@ -112,7 +112,7 @@ impl Kube2sky {
 
 impl Kube2sky {
     /// The sum of every series of a metric family (`name` or `name{...}`).
-    pub async fn metric_sum(&self, name: &str) -> f64 {
+    pub(crate) async fn metric_sum(&self, name: &str) -> f64 {
         let (_, body) = self.get("/metrics").await;
         body.lines()
             .filter(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
@@ -121,12 +121,15 @@ impl Kube2sky {
     }
 }
 
-pub use test_support::http::get as http_get;
+pub(crate) use test_support::http::get as http_get;
 
-pub use test_support::etcd::dump;
+pub(crate) use test_support::etcd::dump;
 
 /// Wait until etcd holds exactly `expected` under `/skydns/`; on timeout, show the difference.
-pub async fn expect_exactly(client: &mut etcd_client::Client, expected: &BTreeMap<String, String>) {
+pub(crate) async fn expect_exactly(
+    client: &mut etcd_client::Client,
+    expected: &BTreeMap<String, String>,
+) {
     let deadline = tokio::time::Instant::now() + SETTLE;
     loop {
         let got = dump(client).await.unwrap_or_default();
@@ -149,7 +152,7 @@ pub async fn expect_exactly(client: &mut etcd_client::Client, expected: &BTreeMa
 }
 
 /// Build an expected map; always includes `dns-version`.
-pub fn records(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+pub(crate) fn records(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     let mut m: BTreeMap<String, String> = pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -159,12 +162,12 @@ pub fn records(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 /// `{"host":"<ip>","priority":10,"weight":10,"ttl":30}`
-pub fn a(ip: &str) -> String {
+pub(crate) fn a(ip: &str) -> String {
     format!(r#"{{"host":"{ip}","priority":10,"weight":10,"ttl":30}}"#)
 }
 
 /// An array of address records.
-pub fn arr(ips: &[&str]) -> String {
+pub(crate) fn arr(ips: &[&str]) -> String {
     format!(
         "[{}]",
         ips.iter().map(|ip| a(ip)).collect::<Vec<_>>().join(",")
@@ -172,12 +175,12 @@ pub fn arr(ips: &[&str]) -> String {
 }
 
 /// `{"host":"<target>","port":P,"priority":10,"weight":10,"ttl":30}`
-pub fn srv(target: &str, port: u16) -> String {
+pub(crate) fn srv(target: &str, port: u16) -> String {
     format!(r#"{{"host":"{target}","port":{port},"priority":10,"weight":10,"ttl":30}}"#)
 }
 
 /// `{"host":"<name>"}` or an array of them.
-pub fn ptr(names: &[&str]) -> String {
+pub(crate) fn ptr(names: &[&str]) -> String {
     let one = |n: &str| format!(r#"{{"host":"{n}"}}"#);
     if names.len() == 1 {
         one(names[0])
@@ -190,7 +193,7 @@ pub fn ptr(names: &[&str]) -> String {
 }
 
 /// Start etcd, the API server, and an etcd client.
-pub async fn cluster() -> (EtcdProcess, TestApiServer, etcd_client::Client) {
+pub(crate) async fn cluster() -> (EtcdProcess, TestApiServer, etcd_client::Client) {
     let etcd = EtcdProcess::start().await.expect("etcd starts");
     let api = TestApiServer::start().await.expect("API server starts");
     let client = etcd.client().await.expect("etcd client");

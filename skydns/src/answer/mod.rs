@@ -36,10 +36,15 @@ pub const MAX_SCAN_KEYS: usize = 1024;
 /// What the answerer needs besides the snapshot.
 #[derive(Debug, Clone)]
 pub struct ZoneParams {
+    /// The zone and its key prefix.
     pub zone: msg::Zone,
+    /// The zone apex as a DNS name.
     pub apex: Name,
+    /// TTL of records that carry none (`--ttl`).
     pub default_ttl: u32,
+    /// Negative-answer TTL and SOA minimum (`--min-ttl`).
     pub min_ttl: u32,
+    /// The SOA's mailbox (RNAME); the apex if `hostmaster` does not parse.
     pub hostmaster: Name,
     mname: Name,
     /// `--pods`: how names below `pod.<zone>` are answered.
@@ -49,6 +54,8 @@ pub struct ZoneParams {
 }
 
 impl ZoneParams {
+    /// Parameters for `zone`, with `--pods verified` and no `--local` (see the `with_*` methods);
+    /// `hostmaster` is the SOA mailbox as a name (`hostmaster.cluster.local.`).
     pub fn new(zone: msg::Zone, default_ttl: u32, min_ttl: u32, hostmaster: &str) -> Self {
         let apex = Name::from_ascii(zone.domain()).unwrap_or_else(|_| Name::root());
         let hostmaster = Name::from_ascii(hostmaster).unwrap_or_else(|_| apex.clone());
@@ -110,8 +117,11 @@ pub enum Outcome {
 /// An authoritative answer.
 #[derive(Debug, Default)]
 pub struct AuthAnswer {
+    /// The response code.
     pub rcode: ResponseCode,
+    /// The answer section.
     pub answers: Vec<Record>,
+    /// The additional section (glue).
     pub additionals: Vec<Record>,
     /// Put the zone's SOA in the authority section (negative answers).
     pub soa: bool,

@@ -8,7 +8,7 @@ use test_support::upstream::bind_pair;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub struct Sky {
+pub(crate) struct Sky {
     pub dns: SocketAddr,
     pub http: SocketAddr,
     pub shutdown: CancellationToken,
@@ -17,7 +17,7 @@ pub struct Sky {
 
 impl Sky {
     /// A server started by the test itself.
-    pub fn from_parts(
+    pub(crate) fn from_parts(
         dns: SocketAddr,
         http: SocketAddr,
         shutdown: CancellationToken,
@@ -31,13 +31,13 @@ impl Sky {
         }
     }
 
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.shutdown.cancel();
         let _ = (&mut self.task).await;
     }
 
     /// Wait for `run` to return (after the test cancelled `shutdown` itself).
-    pub async fn join(mut self) -> anyhow::Result<()> {
+    pub(crate) async fn join(mut self) -> anyhow::Result<()> {
         (&mut self.task).await.expect("skydns task")
     }
 }
@@ -50,7 +50,7 @@ impl Drop for Sky {
 }
 
 /// Start skydns for `domain` against `etcd`; `args` are extra flags.
-pub async fn start_skydns(
+pub(crate) async fn start_skydns(
     etcd: &str,
     domain: &str,
     upstream: Option<SocketAddr>,
@@ -98,15 +98,15 @@ pub async fn start_skydns(
     }
 }
 
-pub use test_support::http::get as http_get;
+pub(crate) use test_support::http::get as http_get;
 
 /// Put `value` at `key` in etcd.
-pub async fn put(client: &mut etcd_client::Client, key: &str, value: &str) {
+pub(crate) async fn put(client: &mut etcd_client::Client, key: &str, value: &str) {
     client.put(key, value, None).await.expect("etcd put");
 }
 
 /// Wait (up to 10 s) until `/readiness` answers 200.
-pub async fn ready(sky: &Sky) {
+pub(crate) async fn ready(sky: &Sky) {
     test_support::eventually(std::time::Duration::from_secs(10), "ready", || async {
         (http_get(sky.http, "/readiness").await.0 == 200).then_some(())
     })
@@ -114,7 +114,7 @@ pub async fn ready(sky: &Sky) {
 }
 
 /// The value of an unlabelled metric, 0 when absent.
-pub async fn metric(sky: &Sky, name: &str) -> u64 {
+pub(crate) async fn metric(sky: &Sky, name: &str) -> u64 {
     let (_, body) = http_get(sky.http, "/metrics").await;
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))

@@ -11,16 +11,16 @@ use test_support::{EtcdProcess, TestApiServer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub const ZONE: &str = "cluster.local";
+pub(crate) const ZONE: &str = "cluster.local";
 
-pub struct Program {
+pub(crate) struct Program {
     pub http: SocketAddr,
     pub shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Program {
-    pub fn new(
+    pub(crate) fn new(
         http: SocketAddr,
         shutdown: CancellationToken,
         task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -32,13 +32,13 @@ impl Program {
         }
     }
 
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
     }
 }
 
-pub struct Stack {
+pub(crate) struct Stack {
     pub etcd: EtcdProcess,
     pub api: TestApiServer,
     pub upstream: FakeUpstream,
@@ -48,7 +48,7 @@ pub struct Stack {
 }
 
 /// Start kube2sky against `etcd` and `api` with extra flags.
-pub async fn start_kube2sky(etcd: &str, api: &str, args: &[&str]) -> Program {
+pub(crate) async fn start_kube2sky(etcd: &str, api: &str, args: &[&str]) -> Program {
     let mut argv: Vec<String> = vec![
         "kube2sky".into(),
         "--domain".into(),
@@ -77,7 +77,7 @@ pub async fn start_kube2sky(etcd: &str, api: &str, args: &[&str]) -> Program {
 }
 
 /// Start skydns for the zone against `etcd`, forwarding to `upstream`.
-pub async fn start_skydns(etcd: &str, upstream: SocketAddr) -> (SocketAddr, Program) {
+pub(crate) async fn start_skydns(etcd: &str, upstream: SocketAddr) -> (SocketAddr, Program) {
     let argv = [
         "skydns",
         "--lameduck",
@@ -117,7 +117,7 @@ pub async fn start_skydns(etcd: &str, upstream: SocketAddr) -> (SocketAddr, Prog
 
 impl Stack {
     /// etcd + API server + upstream + skydns + kube2sky, waiting until both are ready.
-    pub async fn start(kube2sky_args: &[&str]) -> Stack {
+    pub(crate) async fn start(kube2sky_args: &[&str]) -> Stack {
         test_support::init_test_tracing();
         let etcd = EtcdProcess::start().await.expect("etcd");
         let api = TestApiServer::start().await.expect("api server");
@@ -137,7 +137,7 @@ impl Stack {
         stack
     }
 
-    pub async fn wait_ready(&self) {
+    pub(crate) async fn wait_ready(&self) {
         let k = self.kube2sky.as_ref().map(|p| p.http);
         let s = self.skydns.http;
         test_support::eventually(
@@ -155,14 +155,14 @@ impl Stack {
         .await;
     }
 
-    pub async fn restart_kube2sky(&mut self, args: &[&str]) {
+    pub(crate) async fn restart_kube2sky(&mut self, args: &[&str]) {
         if let Some(p) = self.kube2sky.take() {
             p.stop().await;
         }
         self.kube2sky = Some(start_kube2sky(&self.etcd.endpoint(), &self.api.url(), args).await);
     }
 
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         if let Some(p) = self.kube2sky {
             p.stop().await;
         }
@@ -170,7 +170,7 @@ impl Stack {
     }
 
     /// Every key under `/skydns/` with its value, sorted.
-    pub async fn etcd_dump(&self) -> Vec<(String, String)> {
+    pub(crate) async fn etcd_dump(&self) -> Vec<(String, String)> {
         let mut c = self.etcd.client().await.expect("etcd client");
         let resp = c
             .get(
@@ -194,4 +194,4 @@ impl Stack {
     }
 }
 
-pub use test_support::http::get as http_get;
+pub(crate) use test_support::http::get as http_get;

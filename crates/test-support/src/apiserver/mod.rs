@@ -191,6 +191,7 @@ impl TestApiServer {
         self.auth.refused()
     }
 
+    /// The port the fake API server listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
     }
