@@ -199,11 +199,7 @@ impl Snapshot {
     /// Every key strictly below `path`, in order. Keys below `p` are exactly those in
     /// [`p/`, `p0`) because `0` follows `/` in ASCII.
     pub fn below<'a>(&'a self, path: &str) -> impl Iterator<Item = (&'a Arc<str>, &'a Entry)> + 'a {
-        let (lo, hi) = if path.is_empty() {
-            (String::new(), None)
-        } else {
-            (format!("{path}/"), Some(format!("{path}0")))
-        };
+        let (lo, hi) = msg::layout::below_range(path);
         let upper = match &hi {
             Some(h) => Bound::Excluded(h.as_str()),
             None => Bound::Unbounded,

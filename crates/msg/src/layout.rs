@@ -255,6 +255,17 @@ pub fn underscore_range(path: &str) -> (String, String) {
     (format!("{path}/_"), format!("{path}/`"))
 }
 
+/// The key range `[lo, hi)` holding exactly the paths strictly below `path`: [`p/`, `p0`), as
+/// `0` follows `/` in ASCII. `path` empty: everything (`hi` is `None`).
+pub fn below_range(path: &str) -> (String, Option<String>) {
+    if path.is_empty() {
+        return (String::new(), None);
+    }
+    let lo = format!("{path}/");
+    let hi = crate::key::prefix_end(&lo);
+    (lo, Some(hi))
+}
+
 /// Whether `rest` (a path relative to a service) is `_<proto>/_<port>`.
 pub fn is_port_suffix(rest: &str) -> bool {
     let mut parts = rest.split('/');
@@ -492,6 +503,11 @@ mod tests {
         );
         assert_eq!(synthesised_target("local/cluster/x/y", 2), "cluster.local.");
         assert_eq!(synthesised_target("local/cluster", 9), "local.");
+        assert_eq!(
+            below_range("a/b"),
+            ("a/b/".to_string(), Some("a/b0".to_string()))
+        );
+        assert_eq!(below_range(""), (String::new(), None));
         let (lo, hi) = underscore_range("a/b");
         assert!(lo.as_str() <= "a/b/_tcp/_x" && "a/b/_tcp/_x" < hi.as_str());
         assert!(!("a/b/web-0" >= lo.as_str() && "a/b/web-0" < hi.as_str()));
