@@ -424,9 +424,11 @@ impl Handler {
                     System::Auth
                 };
                 if !snap.ready {
-                    self.ops
-                        .errors
-                        .servfail("index_not_ready", qname, &"no etcd snapshot read yet");
+                    self.ops.errors.servfail(
+                        "index_not_ready",
+                        qname,
+                        &"no etcd snapshot read yet",
+                    );
                     resp.metadata.response_code = ResponseCode::ServFail;
                     return Prepared::Ready(resp, system, None);
                 }

@@ -72,7 +72,14 @@ impl QueryLog {
     }
 
     /// Log one exchange.
-    pub fn log(&self, client: Client, request: &[u8], reply: &[u8], rcode: ResponseCode, took: Duration) {
+    pub fn log(
+        &self,
+        client: Client,
+        request: &[u8],
+        reply: &[u8],
+        rcode: ResponseCode,
+        took: Duration,
+    ) {
         let line = format_line(client, request, reply, rcode, took);
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(line) {
             self.dropped.inc();
@@ -211,7 +218,12 @@ impl Default for ErrorLog {
 
 impl ErrorLog {
     /// Note a SERVFAIL for `cause` about `name`.
-    pub fn servfail(&self, cause: &'static str, name: &dyn std::fmt::Display, detail: &dyn std::fmt::Display) {
+    pub fn servfail(
+        &self,
+        cause: &'static str,
+        name: &dyn std::fmt::Display,
+        detail: &dyn std::fmt::Display,
+    ) {
         self.total.fetch_add(1, Ordering::Relaxed);
         let now = self.origin.elapsed().as_millis() as u64;
         let every = ERROR_LOG_EVERY.as_millis() as u64;

@@ -18,8 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::observe::Client;
 use crate::handler::{Handler, Step};
+use crate::observe::Client;
 
 /// Queries in flight at once on one TCP connection, from read to reply written.
 pub const MAX_TCP_INFLIGHT: usize = 64;

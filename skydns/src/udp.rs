@@ -18,8 +18,8 @@ use rustix::net::addr::SocketAddrArg;
 use rustix::net::{sendmmsg, sendto, MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
 use tokio_util::sync::CancellationToken;
 
-use crate::observe::Client;
 use crate::handler::{Handler, Step};
+use crate::observe::Client;
 
 /// How often a blocked receive wakes up to check for shutdown (also the send timeout).
 const UDP_POLL: Duration = Duration::from_millis(100);
