@@ -505,9 +505,10 @@ impl Forwarder {
                 if own.is_some_and(|own| stubs::is_own(u.addr, own)) {
                     continue;
                 }
-                if u.set_looped(false) {
-                    self.inner.metrics.set_forward_loop(u.addr, false);
-                }
+                // Exported as 0 for every upstream probed, so a loop alert has a series to
+                // watch before any loop.
+                u.set_looped(false);
+                self.inner.metrics.set_forward_loop(u.addr, false);
                 let zone = if route.zone.is_root() {
                     String::new()
                 } else {
