@@ -78,7 +78,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
-    let metrics = Arc::new(metrics::Metrics::new());
+    let metrics = Arc::new(metrics::Metrics::with_server(listeners.udp.local_addr()?));
     let index = Arc::new(index::Index::new());
     let params = answer::ZoneParams::new(
         settings.zone.clone(),

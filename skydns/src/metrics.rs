@@ -1,6 +1,9 @@
 //! Prometheus metrics with the SkyDNS names users know
 //! (`skydns_skydns_dns_request_count_total{system}` …), plus index and etcd gauges.
-//! Per-system handles are resolved once so the query path only touches atomics.
+//! Per-system handles are resolved once so the query path only touches atomics. The CoreDNS
+//! names and labels beside them are in [`coredns`].
+
+pub mod coredns;
 
 use std::sync::{Arc, Mutex};
 
@@ -113,10 +116,18 @@ pub struct Metrics {
     pub answer_cache_bytes: Gauge,
     keys: Gauge,
     revision: Gauge,
+    /// The CoreDNS families (`coredns_*`).
+    pub coredns: coredns::CoreDns,
 }
 
 impl Metrics {
+    /// Metrics for a server whose CoreDNS `server` label is `dns://:53`.
     pub fn new() -> Self {
+        Self::with_server(std::net::SocketAddr::from(([0, 0, 0, 0], 53)))
+    }
+
+    /// Metrics for the server listening on `addr` (its CoreDNS `server` label).
+    pub fn with_server(addr: std::net::SocketAddr) -> Self {
         let mut registry = Registry::default();
         let request_family = Family::<Labels, Counter>::default();
         let duration_family = Family::<Labels, Histogram>::new_with_constructor(|| {
@@ -322,7 +333,13 @@ impl Metrics {
         let cache_miss_counter = cache_misses
             .get_or_create(&vec![("cache", "response")])
             .clone();
+        let coredns = coredns::CoreDns::new(
+            &mut registry,
+            coredns::server_label(addr),
+            &upstream_overflow,
+        );
         Metrics {
+            coredns,
             requests: per(&request_family),
             durations: per_h(&duration_family),
             sizes: per_h(&size_family),
@@ -429,7 +446,7 @@ impl Metrics {
     /// Count one answered query in the CoreDNS families (`coredns_dns_requests_total`,
     /// `coredns_dns_responses_total`, durations and sizes).
     pub fn observe_query(&self, q: &QueryObservation) {
-        let _ = q;
+        self.coredns.observe(q);
     }
 }
 

@@ -71,35 +71,6 @@ fn sum(m: &HashMap<String, f64>, prefix: &str) -> f64 {
         .sum()
 }
 
-async fn start_healthz(dns: SocketAddr, kube2sky: SocketAddr) -> (SocketAddr, CancellationToken) {
-    let argv = [
-        "healthz".to_string(),
-        "--dns-addr".into(),
-        dns.to_string(),
-        "--domain".into(),
-        ZONE.into(),
-        "--kube2sky-url".into(),
-        format!("http://{kube2sky}/readiness"),
-        "--period".into(),
-        "100ms".into(),
-        "--timeout".into(),
-        "300ms".into(),
-        "--max-age".into(),
-        "1s".into(),
-    ];
-    let settings = healthz::Config::try_parse_from(argv)
-        .expect("healthz flags")
-        .validate()
-        .expect("valid healthz flags");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let shutdown = CancellationToken::new();
-    tokio::spawn(healthz::run(settings, listener, shutdown.clone()));
-    (addr, shutdown)
-}
-
 #[tokio::test]
 async fn healthz_follows_skydns_and_metrics_move() {
     let mut stack = Stack::start(&[]).await;
@@ -110,7 +81,7 @@ async fn healthz_follows_skydns_and_metrics_move() {
         &[port("https", 443, "TCP")],
     ));
     let k2s = stack.kube2sky.as_ref().expect("kube2sky").http;
-    let (hz, hz_stop) = start_healthz(stack.dns, k2s).await;
+    let (hz, hz_stop) = common::start_healthz(stack.dns, k2s).await;
 
     // All well → 200 ok.
     test_support::eventually(Duration::from_secs(15), "/healthz 200", || async {

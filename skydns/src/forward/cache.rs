@@ -6,7 +6,8 @@
 //! An expired entry is kept for the serve-stale window (RFC 8767) and handed out as `Stale`
 //! only when the upstreams fail; past the window a read removes it, and unread entries age out
 //! as the cache turns over, so nothing outlives the bound. Entries count their hits, so a
-//! popular one can be refreshed before it expires (prefetch).
+//! popular one can be refreshed before it expires (prefetch). Evictions are counted by type
+//! (success, denial: CoreDNS's `coredns_cache_evictions_total`).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -68,6 +69,34 @@ fn answer_bytes(key: &CacheKey, answer: &Upstream) -> u64 {
     (std::mem::size_of::<CacheEntry>() + key.name.len() + data) as u64
 }
 
+/// Whether `answer` is a negative answer (NXDOMAIN or NODATA: CoreDNS's `denial`).
+pub fn is_denial(answer: &Upstream) -> bool {
+    answer.rcode == ResponseCode::NXDomain
+        || (answer.rcode == ResponseCode::NoError && answer.answers.is_empty())
+}
+
+/// Counts the entries the cache evicts (or refuses for their size), by type.
+#[derive(Clone, Default)]
+struct Evictions(Option<[prometheus_client::metrics::counter::Counter; 2]>);
+
+impl quick_cache::Lifecycle<CacheKey, Arc<CacheEntry>> for Evictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _state: &mut (), _key: CacheKey, entry: Arc<CacheEntry>) {
+        if let Some(counters) = &self.0 {
+            counters[usize::from(is_denial(&entry.answer))].inc();
+        }
+    }
+}
+
+type Inner = quick_cache::sync::Cache<
+    CacheKey,
+    Arc<CacheEntry>,
+    EntryWeight,
+    quick_cache::DefaultHashBuilder,
+    Evictions,
+>;
+
 /// The result of a cache read.
 pub enum Lookup {
     /// A live entry; `prefetch` when it is popular and close to expiry (refresh it now).
@@ -95,7 +124,7 @@ pub struct CacheLimits {
 
 /// The cache.
 pub struct Cache {
-    inner: Option<quick_cache::sync::Cache<CacheKey, Arc<CacheEntry>, EntryWeight>>,
+    inner: Option<Inner>,
     limits: CacheLimits,
     /// `capacity bytes / capacity entries`: the least weight an entry is given.
     min_weight: u64,
@@ -103,11 +132,21 @@ pub struct Cache {
 
 impl Cache {
     pub fn new(limits: CacheLimits) -> Self {
+        Self::counting_evictions(limits, None)
+    }
+
+    /// A cache that counts its evictions in `evictions` (success, denial).
+    pub fn counting_evictions(
+        limits: CacheLimits,
+        evictions: Option<[prometheus_client::metrics::counter::Counter; 2]>,
+    ) -> Self {
         let inner = (limits.entries > 0 && limits.bytes > 0).then(|| {
-            quick_cache::sync::Cache::with_weighter(
+            Inner::with(
                 limits.entries,
                 limits.bytes as u64,
                 EntryWeight,
+                Default::default(),
+                Evictions(evictions),
             )
         });
         Cache {
@@ -125,6 +164,17 @@ impl Cache {
     /// Entries held now (live or stale).
     pub fn len(&self) -> usize {
         self.inner.as_ref().map_or(0, |c| c.len())
+    }
+
+    /// Entries held now (live or stale) by type: (success, denial). Walks the cache: call it
+    /// for gauges, not per query.
+    pub fn len_by_type(&self) -> (usize, usize) {
+        let Some(cache) = self.inner.as_ref() else {
+            return (0, 0);
+        };
+        let denial = cache.iter().filter(|(_, e)| is_denial(&e.answer)).count();
+        let total = cache.len();
+        (total.saturating_sub(denial), denial)
     }
 
     /// Whether nothing is cached.
@@ -283,6 +333,49 @@ mod tests {
             Lookup::Fresh { answer, prefetch } => Some((answer, prefetch)),
             _ => None,
         }
+    }
+
+    #[test]
+    fn evictions_and_entries_are_counted_by_type() {
+        let evictions = [
+            prometheus_client::metrics::counter::Counter::default(),
+            prometheus_client::metrics::counter::Counter::default(),
+        ];
+        let cache = Cache::counting_evictions(limits(100, 1 << 20, 60), Some(evictions.clone()));
+        let negative = |name: &Name| Upstream {
+            answers: vec![],
+            rcode: ResponseCode::NXDomain,
+            authorities: vec![Record::from_rdata(
+                Name::from_ascii("example.org.").unwrap(),
+                60,
+                RData::SOA(hickory_proto::rr::rdata::SOA::new(
+                    name.clone(),
+                    name.clone(),
+                    1,
+                    60,
+                    60,
+                    60,
+                    60,
+                )),
+            )],
+            ..answer(name, 60, 0)
+        };
+        for i in 0..10 {
+            let name = Name::from_ascii(format!("n{i}.example.org.")).unwrap();
+            cache.put(key(&name), &answer(&name, 60, 0));
+            let name = Name::from_ascii(format!("x{i}.example.org.")).unwrap();
+            cache.put(key(&name), &negative(&name));
+        }
+        assert_eq!(cache.len_by_type(), (10, 10));
+        assert_eq!(evictions[0].get() + evictions[1].get(), 0);
+        for i in 0..2_000 {
+            let name = Name::from_ascii(format!("m{i}.example.org.")).unwrap();
+            cache.put(key(&name), &answer(&name, 60, 0));
+        }
+        assert!(evictions[0].get() >= 1_000, "{}", evictions[0].get());
+        let (success, denial) = cache.len_by_type();
+        assert_eq!(success + denial, cache.len());
+        assert!(evictions[1].get() + denial as u64 == 10);
     }
 
     #[test]

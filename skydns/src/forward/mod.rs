@@ -14,6 +14,10 @@
 //! - loop detection: a random name only we would ask is sent through every upstream; one whose
 //!   probe comes back to us is a loop and is never forwarded to (as CoreDNS's `loop`, without
 //!   the crash).
+//!
+//! Counted twice, under the SkyDNS names (`skydns_forward_*`) and the CoreDNS ones
+//! (`coredns_forward_*`, `coredns_proxy_*`, and `coredns_cache_*` for the cache, which plays
+//! CoreDNS's `cache` in front of `forward`).
 
 pub mod cache;
 pub mod exchange;
@@ -33,6 +37,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ForwardError;
+use crate::metrics::coredns::UpstreamMetrics;
 use crate::metrics::Metrics;
 use cache::{Cache, CacheKey, CacheLimits, Lookup};
 use routes::{Policy, Route, Routes, UpstreamState, MAX_BACKOFF, MIN_BACKOFF};
@@ -110,8 +115,9 @@ struct Inner {
 
 impl Forwarder {
     pub fn new(settings: ForwardSettings, metrics: Arc<Metrics>) -> Self {
+        let evictions = metrics.coredns.cache.evictions.clone();
         let inner = Inner {
-            cache: Cache::new(settings.cache),
+            cache: Cache::counting_evictions(settings.cache, Some(evictions)),
             routes: ArcSwap::from_pointee(Routes::default()),
             states: Mutex::new(Vec::new()),
             own: Mutex::new(None),
@@ -204,9 +210,20 @@ impl Forwarder {
         self.inner.cache.weight()
     }
 
-    /// Entries the cache holds now.
+    /// Entries the cache holds now; also publishes `coredns_cache_entries` by type (the
+    /// server calls this once a second for its gauges).
     pub fn cache_len(&self) -> usize {
-        self.inner.cache.len()
+        let (success, denial) = self.inner.cache.len_by_type();
+        let entries = &self.inner.metrics.coredns.cache.entries;
+        entries[0].set(success as i64);
+        entries[1].set(denial as i64);
+        success + denial
+    }
+
+    /// The CoreDNS handles of upstream `u`.
+    fn upstream_metrics<'a>(&self, u: &'a UpstreamState) -> &'a UpstreamMetrics {
+        u.metrics
+            .get_or_init(|| self.inner.metrics.coredns.upstream(u.addr))
     }
 
     /// Resolve `query` upstream (or from the cache). `permit` is the caller's share of the
@@ -235,6 +252,7 @@ impl Forwarder {
                 m.cache_hits.inc();
                 if prefetch {
                     m.cache_prefetches.inc();
+                    m.coredns.cache.prefetch.inc();
                     let flight = FlightKey { key, transport };
                     drop(self.flight(flight, query, dnssec_ok, permit));
                 }
@@ -281,16 +299,25 @@ impl Forwarder {
             class: query.query_class(),
             dnssec_ok,
         };
+        // The CoreDNS cache counters count here, once per question (every forwarded question
+        // is looked up here first; `resolve` looks again only for what missed).
+        let m = &self.inner.metrics;
+        m.coredns.cache.requests.inc();
         match self.inner.cache.get(&key, name) {
             Lookup::Fresh { answer, prefetch } => {
-                self.inner.metrics.cache_hits.inc();
+                m.cache_hits.inc();
+                m.coredns.cache.hits[usize::from(cache::is_denial(&answer))].inc();
                 if prefetch {
-                    self.inner.metrics.cache_prefetches.inc();
+                    m.cache_prefetches.inc();
+                    m.coredns.cache.prefetch.inc();
                     drop(self.flight(FlightKey { key, transport }, query, dnssec_ok, None));
                 }
                 Some(answer)
             }
-            Lookup::Stale(_) | Lookup::Miss => None,
+            Lookup::Stale(_) | Lookup::Miss => {
+                m.coredns.cache.misses.inc();
+                None
+            }
         }
     }
 
@@ -309,6 +336,7 @@ impl Forwarder {
 
     fn served_stale(&self, s: Upstream) -> Upstream {
         self.inner.metrics.cache_served_stale.inc();
+        self.inner.metrics.coredns.cache.served_stale.inc();
         s
     }
 
@@ -368,9 +396,14 @@ impl Forwarder {
             return Err(ForwardError::NoUsableUpstreams);
         }
         let m = &self.inner.metrics;
+        if order.iter().all(|u| !u.is_up()) {
+            // Every upstream failed its health: tried anyway (CoreDNS "healthcheck broken").
+            m.coredns.forward_healthcheck_broken.inc();
+        }
         let mut errors = Vec::new();
         for server in order.iter().take(MAX_ATTEMPTS) {
             m.forward_request(server.addr);
+            let sent = std::time::Instant::now();
             match exchange::ask(
                 server.addr,
                 query,
@@ -381,6 +414,8 @@ impl Forwarder {
             .await
             {
                 Ok(answer) => {
+                    self.upstream_metrics(server)
+                        .reply(u16::from(answer.rcode), sent.elapsed().as_secs_f64());
                     server.succeeded();
                     if matches!(answer.rcode, ResponseCode::ServFail | ResponseCode::Refused) {
                         errors.push(format!("{}: {}", server.addr, answer.rcode));
@@ -429,6 +464,7 @@ impl Forwarder {
                     break;
                 }
                 this.inner.metrics.forward_healthcheck_failures.inc();
+                this.upstream_metrics(&server).healthcheck_failed();
                 pause = (pause * 2).min(MAX_BACKOFF);
                 // Dropped from every route by a reload: stop probing it.
                 let routes = this.inner.routes.load();
@@ -469,9 +505,10 @@ impl Forwarder {
                 if own.is_some_and(|own| stubs::is_own(u.addr, own)) {
                     continue;
                 }
-                if u.set_looped(false) {
-                    self.inner.metrics.set_forward_loop(u.addr, false);
-                }
+                // Exported as 0 for every upstream probed, so a loop alert has a series to
+                // watch before any loop.
+                u.set_looped(false);
+                self.inner.metrics.set_forward_loop(u.addr, false);
                 let zone = if route.zone.is_root() {
                     String::new()
                 } else {

@@ -32,9 +32,10 @@ pub const MIN_BACKOFF: Duration = Duration::from_millis(250);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// One upstream address and what we know of it.
-#[derive(Debug)]
 pub struct UpstreamState {
     pub addr: SocketAddr,
+    /// Its CoreDNS metric handles, resolved on first use.
+    pub metrics: std::sync::OnceLock<Arc<crate::metrics::coredns::UpstreamMetrics>>,
     down_since: Mutex<Option<Instant>>,
     /// A health prober is running for it.
     pub probing: AtomicBool,
@@ -42,10 +43,21 @@ pub struct UpstreamState {
     looped: AtomicBool,
 }
 
+impl std::fmt::Debug for UpstreamState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamState")
+            .field("addr", &self.addr)
+            .field("up", &self.is_up())
+            .field("looped", &self.is_looped())
+            .finish()
+    }
+}
+
 impl UpstreamState {
     fn new(addr: SocketAddr) -> Self {
         UpstreamState {
             addr,
+            metrics: std::sync::OnceLock::new(),
             down_since: Mutex::new(None),
             probing: AtomicBool::new(false),
             looped: AtomicBool::new(false),

@@ -1,5 +1,6 @@
 //! The whole stack in-process: a real etcd, the Kubernetes test API server, kube2sky and skydns
-//! (each through its library `run`, on port-0 sockets), and a fake upstream nameserver.
+//! (each through its library `run`, on port-0 sockets), and a fake upstream nameserver; healthz
+//! beside them on demand.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -192,6 +193,39 @@ impl Stack {
         out.sort();
         out
     }
+}
+
+/// Start healthz probing skydns at `dns` and kube2sky at `kube2sky` every 100 ms (max age 1 s).
+pub(crate) async fn start_healthz(
+    dns: SocketAddr,
+    kube2sky: SocketAddr,
+) -> (SocketAddr, CancellationToken) {
+    let argv = [
+        "healthz".to_string(),
+        "--dns-addr".into(),
+        dns.to_string(),
+        "--domain".into(),
+        ZONE.into(),
+        "--kube2sky-url".into(),
+        format!("http://{kube2sky}/readiness"),
+        "--period".into(),
+        "100ms".into(),
+        "--timeout".into(),
+        "300ms".into(),
+        "--max-age".into(),
+        "1s".into(),
+    ];
+    let settings = healthz::Config::try_parse_from(argv)
+        .expect("healthz flags")
+        .validate()
+        .expect("valid healthz flags");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(healthz::run(settings, listener, shutdown.clone()));
+    (addr, shutdown)
 }
 
 pub(crate) use test_support::http::get as http_get;
