@@ -18,19 +18,25 @@ use crate::index::Snapshot;
 /// Which part of the server answered (SkyDNS's `system` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum System {
+    /// Answered from the index (the cluster zone).
     Auth = 0,
+    /// A forwarded question answered from the forwarding cache.
     Cache = 1,
+    /// A forwarded question answered by an upstream (or failed there).
     Recursive = 2,
+    /// A PTR question answered from the reverse trees.
     Reverse = 3,
 }
 
 impl System {
+    /// Every system, in label-slot order.
     pub const ALL: [System; 4] = [
         System::Auth,
         System::Cache,
         System::Recursive,
         System::Reverse,
     ];
+    /// The `system` label value.
     pub fn label(self) -> &'static str {
         match self {
             System::Auth => "auth",
@@ -44,14 +50,20 @@ impl System {
 /// Error causes (SkyDNS's `cause` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause {
+    /// The name does not exist.
     Nxdomain,
+    /// The answer could not be had (upstream failure, index not loaded).
     Servfail,
+    /// Not ours to answer (forwarding off, ANY/AXFR, not class IN).
     Refused,
+    /// The UDP reply was cut to fit (TC set).
     Truncated,
+    /// The upstream budget (`--max-concurrent`) was spent.
     Overflow,
 }
 
 impl Cause {
+    /// Every cause, in label-slot order.
     pub const ALL: [Cause; 5] = [
         Cause::Nxdomain,
         Cause::Servfail,
@@ -74,15 +86,21 @@ type Labels = Vec<(&'static str, &'static str)>;
 
 /// Every metric skydns exports.
 pub struct Metrics {
+    /// The registry `/metrics` encodes.
     pub registry: Arc<Mutex<Registry>>,
     requests: Vec<Counter>,
     durations: Vec<Histogram>,
     sizes: Vec<Histogram>,
     errors: Vec<Counter>,
+    /// Forwarded questions not answered from the cache (`cache="response"`).
     pub cache_misses: Counter,
+    /// etcd values skipped as unreadable.
     pub records_skipped: Counter,
+    /// etcd connection or watch failures.
     pub etcd_errors: Counter,
+    /// Packets dropped or answered FORMERR.
     pub malformed_queries: Counter,
+    /// TCP connections closed at once because `--tcp-max-conns` were open.
     pub tcp_rejected: Counter,
     /// Answers whose index scan stopped at the per-query bound.
     pub scans_limited: Counter,
@@ -96,9 +114,11 @@ pub struct Metrics {
     pub query_log_dropped: Counter,
     /// Questions answered by walking a pod's search path (`--autopath`).
     pub autopath_success: Counter,
-    /// Forwarding cache hits, stale answers served, prefetches started.
+    /// Forwarding cache hits.
     pub cache_hits: Counter,
+    /// Stale forwarded answers served (RFC 8767).
     pub cache_served_stale: Counter,
+    /// Prefetches of popular forwarded answers started.
     pub cache_prefetches: Counter,
     /// Entries held by the forwarding cache.
     pub forward_cache_entries: Gauge,
@@ -435,8 +455,9 @@ pub struct QueryObservation {
     pub rcode: hickory_proto::op::ResponseCode,
     /// Which part of the server answered (CoreDNS `plugin` label).
     pub system: System,
-    /// Bytes of the request and of the reply as sent.
+    /// Bytes of the request as received.
     pub request_size: usize,
+    /// Bytes of the reply as sent.
     pub reply_size: usize,
     /// Time from receiving the packet to the reply being ready.
     pub seconds: f64,

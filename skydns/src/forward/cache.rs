@@ -25,9 +25,13 @@ pub const STALE_TTL: u32 = 30;
 /// What a cached answer is keyed by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
+    /// The question's name, lower-cased.
     pub name: Name,
+    /// The question's type.
     pub rtype: RecordType,
+    /// The question's class.
     pub class: DNSClass,
+    /// Whether the client set DO (DNSSEC records wanted): such answers are kept apart.
     pub dnssec_ok: bool,
 }
 
@@ -101,20 +105,27 @@ type Inner = quick_cache::sync::Cache<
 pub enum Lookup {
     /// A live entry; `prefetch` when it is popular and close to expiry (refresh it now).
     Fresh {
+        /// The cached answer, TTLs counted down to now.
         answer: Upstream,
+        /// Popular and in its last 10 % of TTL: refresh it upstream now.
         prefetch: bool,
     },
     /// Expired, but within the serve-stale window: usable when the upstreams fail.
     Stale(Upstream),
+    /// Nothing usable is cached.
     Miss,
 }
 
 /// How the cache is sized and how long it keeps things.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheLimits {
+    /// Most entries held (`--rcache`; 0 = no cache).
     pub entries: usize,
+    /// Most bytes held (`--rcache-mb`).
     pub bytes: usize,
+    /// Shortest time an answer is kept, seconds (`--rcache-min-ttl`).
     pub min_ttl: u32,
+    /// Longest time an answer is kept, seconds (`--rcache-ttl`).
     pub max_ttl: u32,
     /// How long past expiry an entry may still be served stale (zero: never).
     pub serve_stale: Duration,
@@ -131,6 +142,7 @@ pub struct Cache {
 }
 
 impl Cache {
+    /// A cache within `limits` (disabled when they allow no entry or no byte).
     pub fn new(limits: CacheLimits) -> Self {
         Self::counting_evictions(limits, None)
     }

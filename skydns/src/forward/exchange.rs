@@ -16,10 +16,13 @@ use crate::index::MAX_TTL;
 /// Why one exchange failed (the label is what metrics count it as).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ExchangeError {
+    /// No reply within the per-upstream timeout (`--rtimeout`).
     #[error("timed out")]
     Timeout,
+    /// The socket failed (send, receive, connect), with the system's message.
     #[error("network: {0}")]
     Io(String),
+    /// A reply arrived but cannot be used (undecodable, wrong id or question).
     #[error("bad reply: {0}")]
     BadReply(String),
 }

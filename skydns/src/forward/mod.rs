@@ -52,18 +52,26 @@ pub const CONFIG_POLL: Duration = Duration::from_secs(1);
 /// The transport a client used (and we use upstream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
+    /// DNS over UDP.
     Udp,
+    /// DNS over TCP (length-prefixed messages).
     Tcp,
 }
 
 /// An upstream answer to relay.
 #[derive(Debug, Clone)]
 pub struct Upstream {
+    /// The upstream's response code.
     pub rcode: ResponseCode,
+    /// Its answer section.
     pub answers: Vec<Record>,
+    /// Its authority section (the SOA of a negative answer).
     pub authorities: Vec<Record>,
+    /// Its additional section, without OPT.
     pub additionals: Vec<Record>,
+    /// TC was set (the client should retry over TCP).
     pub truncated: bool,
+    /// Served from the forwarding cache rather than asked now.
     pub from_cache: bool,
 }
 
@@ -76,8 +84,11 @@ pub struct ForwardSettings {
     pub stub_domains: Vec<(Name, Vec<SocketAddr>)>,
     /// What `--config-dir` held at start.
     pub file_config: Option<FileConfig>,
+    /// Per-upstream timeout (`--rtimeout`).
     pub timeout: Duration,
+    /// Order of a zone's upstreams (`--forward-policy`).
     pub policy: Policy,
+    /// The forwarding cache's bounds.
     pub cache: CacheLimits,
     /// The cluster zone: never forwarded.
     pub cluster_zone: Name,
@@ -114,6 +125,7 @@ struct Inner {
 }
 
 impl Forwarder {
+    /// A forwarder with `settings`, counting into `metrics`; nothing is sent until asked.
     pub fn new(settings: ForwardSettings, metrics: Arc<Metrics>) -> Self {
         let evictions = metrics.coredns.cache.evictions.clone();
         let inner = Inner {

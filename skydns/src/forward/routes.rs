@@ -33,6 +33,7 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// One upstream address and what we know of it.
 pub struct UpstreamState {
+    /// Where it listens.
     pub addr: SocketAddr,
     /// Its CoreDNS metric handles, resolved on first use.
     pub metrics: std::sync::OnceLock<Arc<crate::metrics::coredns::UpstreamMetrics>>,
@@ -87,6 +88,7 @@ impl UpstreamState {
         }
     }
 
+    /// Whether forwarding to it loops back to us (it is then left out).
     pub fn is_looped(&self) -> bool {
         self.looped.load(Ordering::Relaxed)
     }
@@ -102,6 +104,7 @@ impl UpstreamState {
 pub struct Route {
     /// Lower-case, fully qualified (`.` for the default route).
     pub zone: Name,
+    /// Its upstreams, in configuration order.
     pub upstreams: Vec<Arc<UpstreamState>>,
 }
 

@@ -11,6 +11,7 @@ use hickory_proto::rr::Name;
 
 /// File names inside the config directory (the ConfigMap's keys).
 pub const STUB_DOMAINS_FILE: &str = "stubDomains";
+/// The upstream list's file (a JSON list of addresses).
 pub const UPSTREAM_NAMESERVERS_FILE: &str = "upstreamNameservers";
 /// Most addresses one zone (or the upstream list) may name.
 const MAX_ADDRESSES: usize = 16;
@@ -22,6 +23,7 @@ const MAX_FILE_BYTES: u64 = 1 << 20;
 /// What the config directory says (absent files: nothing).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileConfig {
+    /// Zones and their upstreams, from `stubDomains`.
     pub stub_domains: Vec<(Name, Vec<SocketAddr>)>,
     /// Replaces `--nameservers` when present.
     pub upstream_nameservers: Option<Vec<SocketAddr>>,
@@ -33,6 +35,7 @@ pub struct FileConfig {
 pub struct FileError {
     /// The file's path.
     pub file: String,
+    /// What is wrong with it.
     pub problem: String,
 }
 

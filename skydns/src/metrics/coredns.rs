@@ -184,11 +184,15 @@ pub struct CoreDns {
 
 /// `coredns_cache_*` handles (labels `server`, `zones`, `view`, and `type` where CoreDNS has it).
 pub struct CacheMetrics {
+    /// `coredns_cache_requests_total`: forwarded questions looked up in the cache.
     pub requests: Counter,
-    /// `type` = success, denial.
+    /// `coredns_cache_hits_total`, `type` = success, denial.
     pub hits: [Counter; 2],
+    /// `coredns_cache_misses_total`: lookups that found nothing fresh.
     pub misses: Counter,
+    /// `coredns_cache_served_stale_total`.
     pub served_stale: Counter,
+    /// `coredns_cache_prefetch_total`.
     pub prefetch: Counter,
     /// `type` = success, denial.
     pub evictions: [Counter; 2],
@@ -202,7 +206,9 @@ pub const CACHE_TYPES: [&str; 2] = ["success", "denial"];
 /// One upstream's CoreDNS handles, resolved once per upstream address.
 pub struct UpstreamMetrics {
     to: String,
+    /// `coredns_forward_requests_total{to}`: replies received from it.
     pub requests: Counter,
+    /// Failed health probes, under the `coredns_forward_*` and `coredns_proxy_*` names.
     pub healthcheck_failures: [Counter; 2],
     /// By rcode value (0..=23, then one slot for the rest, labelled by number).
     by_rcode: Box<[OnceLock<RcodeMetrics>]>,
