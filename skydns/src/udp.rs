@@ -45,10 +45,13 @@ pub fn serve_udp_threads(
     // `is_cancelled` takes a lock; between receives the threads only check a plain flag.
     let stopping = Arc::new(AtomicBool::new(false));
     {
-        let stopping = stopping.clone();
+        // Set when shutdown is requested, and also when the runtime drops this task without
+        // running it to the end (the runtime itself going away): the threads never outlive
+        // the runtime, whose shutdown waits for this blocking task.
+        let stop = StopOnDrop(stopping.clone());
         rt.spawn(async move {
             shutdown.cancelled().await;
-            stopping.store(true, Ordering::Relaxed);
+            drop(stop);
         });
     }
     // Each thread reports when it ends; one that ends before shutdown (a panic) is an error,
@@ -82,6 +85,15 @@ pub fn serve_udp_threads(
         }
     }
     Ok(())
+}
+
+/// Sets the flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// One receive thread's shared parts.
