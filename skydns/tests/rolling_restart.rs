@@ -1,0 +1,280 @@
+//! A rolling restart of two replicas behind one address loses no query. Two skydns processes
+//! (the built binary) share a real etcd; a small UDP load balancer in the test stands for the
+//! Service: it sends each query to a replica whose `/readiness` said 200 at its last poll
+//! (every 500 ms, as endpoints follow readiness with a delay). While a client sends 200
+//! queries a second, each replica in turn gets SIGTERM, exits, and is started again. With
+//! `--lameduck` longer than the balancer's poll every query is answered, correctly; with
+//! `--lameduck 0` queries sent in the window before the balancer notices are lost (the second
+//! test shows the first one can fail).
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RData, RecordType};
+use test_support::EtcdProcess;
+use tokio::net::UdpSocket;
+
+struct Replica {
+    dns: u16,
+    http: u16,
+    child: Option<Child>,
+}
+
+impl Replica {
+    fn start(&mut self, etcd: &str, lameduck: &str) {
+        let child = Command::new(env!("CARGO_BIN_EXE_skydns"))
+            .args(["--addr", &format!("127.0.0.1:{}", self.dns)])
+            .args(["--metrics-addr", &format!("127.0.0.1:{}", self.http)])
+            .args(["--domain", "kube.local", "--machines", etcd, "--no-rec"])
+            .args(["--lameduck", lameduck])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn skydns");
+        self.child = Some(child);
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit; the exit code.
+    fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        for _ in 0..150 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn ready(http: u16) -> bool {
+    let addr: SocketAddr = ([127, 0, 0, 1], http).into();
+    matches!(
+        tokio::time::timeout(
+            Duration::from_millis(300),
+            test_support::http::get(addr, "/readiness")
+        )
+        .await,
+        Ok((200, _))
+    )
+}
+
+async fn wait_ready(http: u16) {
+    test_support::eventually(Duration::from_secs(10), "replica ready", || async {
+        ready(http).await.then_some(())
+    })
+    .await;
+}
+
+/// How often the balancer reads the replicas' readiness.
+const POLL: Duration = Duration::from_millis(500);
+
+/// The Service: forwards each datagram to a replica that was ready at the last poll.
+async fn balancer(backends: Vec<(u16, u16)>, stop: Arc<AtomicBool>) -> SocketAddr {
+    let ready_now = Arc::new(Mutex::new(vec![false; backends.len()]));
+    {
+        let (ready_now, backends, stop) = (ready_now.clone(), backends.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                for (i, (_, http)) in backends.iter().enumerate() {
+                    let r = ready(*http).await;
+                    ready_now.lock().unwrap()[i] = r;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        });
+    }
+    let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = front.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut next = 0usize;
+        let mut buf = vec![0u8; 4096];
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(Ok((n, client))) =
+                tokio::time::timeout(Duration::from_millis(200), front.recv_from(&mut buf)).await
+            else {
+                continue;
+            };
+            let up = {
+                let r = ready_now.lock().unwrap();
+                let candidates: Vec<usize> = (0..r.len()).filter(|&i| r[i]).collect();
+                if candidates.is_empty() {
+                    continue;
+                }
+                next += 1;
+                backends[candidates[next % candidates.len()]].0
+            };
+            let packet = buf[..n].to_vec();
+            let front = front.clone();
+            tokio::spawn(async move {
+                let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                if sock.send_to(&packet, ("127.0.0.1", up)).await.is_err() {
+                    return;
+                }
+                let mut reply = vec![0u8; 4096];
+                if let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut reply)).await
+                {
+                    let _ = front.send_to(&reply[..n], client).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// One query through the balancer: `Some(true)` answered right, `Some(false)` wrong, `None`
+/// no answer within 1 s.
+async fn ask(server: SocketAddr, id: u16) -> Option<bool> {
+    let mut q = Message::new(id, MessageType::Query, OpCode::Query);
+    q.add_query(Query::query(
+        Name::from_ascii("web.default.svc.kube.local.").unwrap(),
+        RecordType::A,
+    ));
+    let sock = UdpSocket::bind("127.0.0.1:0").await.ok()?;
+    sock.send_to(&q.to_vec().ok()?, server).await.ok()?;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let reply = Message::from_vec(&buf[..n]).ok()?;
+    Some(
+        reply.metadata.id == id
+            && reply.answers.iter().any(
+                |r| matches!(&r.data, RData::A(a) if a.0 == std::net::Ipv4Addr::new(10, 5, 0, 1)),
+            ),
+    )
+}
+
+/// Restart both replicas in turn under load; (sent, unanswered, wrong, exit codes).
+async fn rolling_restart(lameduck: &str) -> (usize, usize, usize, Vec<Option<i32>>) {
+    let etcd = EtcdProcess::start().await.expect("etcd");
+    let mut c = etcd.client().await.unwrap();
+    c.put(
+        "/skydns/local/kube/svc/default/web",
+        r#"{"host":"10.5.0.1"}"#,
+        None,
+    )
+    .await
+    .unwrap();
+    let mut replicas: Vec<Replica> = (0..2)
+        .map(|_| Replica {
+            dns: test_support::free_port(),
+            http: test_support::free_port(),
+            child: None,
+        })
+        .collect();
+    for r in &mut replicas {
+        r.start(&etcd.endpoint(), lameduck);
+        wait_ready(r.http).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let lb = balancer(
+        replicas.iter().map(|r| (r.dns, r.http)).collect(),
+        stop.clone(),
+    )
+    .await;
+    // Until the balancer's first poll is in, queries would have nowhere to go.
+    test_support::eventually(Duration::from_secs(5), "balancer ready", || async {
+        ask(lb, 1).await.filter(|ok| *ok)
+    })
+    .await;
+
+    let (sent, unanswered, wrong) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let load = {
+        let (sent, unanswered, wrong, stop) = (
+            sent.clone(),
+            unanswered.clone(),
+            wrong.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(5));
+            let mut id = 2u16;
+            let mut inflight = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                id = id.wrapping_add(1);
+                sent.fetch_add(1, Ordering::Relaxed);
+                let (unanswered, wrong) = (unanswered.clone(), wrong.clone());
+                inflight.push(tokio::spawn(async move {
+                    match ask(lb, id).await {
+                        None => unanswered.fetch_add(1, Ordering::Relaxed),
+                        Some(false) => wrong.fetch_add(1, Ordering::Relaxed),
+                        Some(true) => 0,
+                    };
+                }));
+            }
+            for t in inflight {
+                let _ = t.await;
+            }
+        })
+    };
+    let mut codes = Vec::new();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let endpoint = etcd.endpoint();
+    for r in &mut replicas {
+        codes.push(tokio::task::block_in_place(|| r.stop()));
+        r.start(&endpoint, lameduck);
+        wait_ready(r.http).await;
+        // The balancer takes it back at its next poll.
+        tokio::time::sleep(POLL * 2).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = load.await;
+    (
+        sent.load(Ordering::Relaxed),
+        unanswered.load(Ordering::Relaxed),
+        wrong.load(Ordering::Relaxed),
+        codes,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_with_a_lameduck_loses_no_query() {
+    let (sent, unanswered, wrong, codes) = rolling_restart("1500ms").await;
+    eprintln!(
+        "lameduck 1.5s: {sent} sent, {unanswered} unanswered, {wrong} wrong, exits {codes:?}"
+    );
+    assert!(sent > 400, "the load ran throughout ({sent} queries)");
+    assert_eq!((unanswered, wrong), (0, 0), "of {sent} queries");
+    assert_eq!(
+        codes,
+        vec![Some(0), Some(0)],
+        "each replica exits 0 after its lameduck"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_lameduck_the_same_restart_loses_queries() {
+    let (sent, unanswered, _, codes) = rolling_restart("0").await;
+    eprintln!("lameduck 0: {sent} sent, {unanswered} unanswered, exits {codes:?}");
+    assert!(
+        unanswered > 0,
+        "queries sent to a replica that stopped before the balancer noticed are lost"
+    );
+}
