@@ -3,6 +3,8 @@
 //! `log`'s common format when on, none when off; forwarding failures logged once per cause
 //! within the rate limit, however many queries failed.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -10,6 +12,12 @@ use std::time::Duration;
 
 use test_support::upstream::{FakeUpstream, Mode};
 use test_support::EtcdProcess;
+
+/// The one record these tests ask for.
+const WEB: (&str, &str) = (
+    "/skydns/local/kube/svc/default/web",
+    r#"{"host":"10.5.0.1"}"#,
+);
 
 fn dig(port: u16, args: &[&str]) -> String {
     let out = Command::new("dig")
@@ -86,15 +94,7 @@ async fn wait_answering(port: u16) {
 
 #[tokio::test]
 async fn one_line_per_query_in_coredns_format_only_when_asked() {
-    let etcd = EtcdProcess::start().await.unwrap();
-    let mut c = etcd.client().await.unwrap();
-    c.put(
-        "/skydns/local/kube/svc/default/web",
-        r#"{"host":"10.5.0.1"}"#,
-        None,
-    )
-    .await
-    .unwrap();
+    let etcd = common::etcd_with(&[WEB]).await;
     let upstream = FakeUpstream::start(Mode::Answer).await.unwrap();
 
     let on = Server::start(&etcd, &upstream, &["--log-queries"]);
@@ -163,15 +163,7 @@ async fn one_line_per_query_in_coredns_format_only_when_asked() {
 
 #[tokio::test]
 async fn servfail_causes_are_logged_once_within_the_rate_limit() {
-    let etcd = EtcdProcess::start().await.unwrap();
-    let mut c = etcd.client().await.unwrap();
-    c.put(
-        "/skydns/local/kube/svc/default/web",
-        r#"{"host":"10.5.0.1"}"#,
-        None,
-    )
-    .await
-    .unwrap();
+    let etcd = common::etcd_with(&[WEB]).await;
     let upstream = FakeUpstream::start(Mode::Silent).await.unwrap();
     let server = Server::start(&etcd, &upstream, &[]);
     wait_answering(server.port).await;

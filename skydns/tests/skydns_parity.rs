@@ -16,15 +16,6 @@ use test_support::EtcdProcess;
 
 const DOMAIN: &str = "kube.local";
 
-async fn etcd_with(records: &[(&str, &str)]) -> EtcdProcess {
-    let etcd = EtcdProcess::start().await.expect("etcd");
-    let mut c = etcd.client().await.unwrap();
-    for (key, value) in records {
-        common::put(&mut c, key, value).await;
-    }
-    etcd
-}
-
 async fn start(etcd: &EtcdProcess, args: &[&str]) -> common::Sky {
     let sky = common::start_skydns(&etcd.endpoint(), DOMAIN, None, args).await;
     common::ready(&sky).await;
@@ -50,7 +41,7 @@ fn additional(m: &Message) -> Vec<String> {
 
 #[tokio::test]
 async fn group_filters_a_union_as_skydns_does() {
-    let etcd = etcd_with(&[
+    let etcd = common::etcd_with(&[
         // Shortest keys of `dom`: `a` (group g1) and `c` (no group) → g1 and ungrouped kept.
         (
             "/skydns/local/kube/dom/a",
@@ -93,7 +84,7 @@ async fn group_filters_a_union_as_skydns_does() {
 
 #[tokio::test]
 async fn srv_and_mx_targets_in_the_zone_get_glue_through_cnames() {
-    let etcd = etcd_with(&[
+    let etcd = common::etcd_with(&[
         (
             "/skydns/local/kube/gen/_udp/_sip",
             r#"{"host":"alias.kube.local","port":5060}"#,
@@ -141,7 +132,7 @@ async fn srv_and_mx_targets_in_the_zone_get_glue_through_cnames() {
 
 #[tokio::test]
 async fn local_names_the_replicas_own_record() {
-    let etcd = etcd_with(&[
+    let etcd = common::etcd_with(&[
         (
             "/skydns/local/kube/dns/replicas/r1",
             r#"{"host":"10.3.0.1"}"#,
@@ -184,7 +175,7 @@ impl ParseArgs for skydns::Config {
 
 #[tokio::test]
 async fn pod_modes() {
-    let etcd = etcd_with(&[(
+    let etcd = common::etcd_with(&[(
         "/skydns/local/kube/pod/default/10-0-0-5",
         r#"{"host":"10.0.0.5"}"#,
     )])

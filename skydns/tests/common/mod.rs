@@ -100,6 +100,16 @@ pub(crate) async fn start_skydns(
 
 pub(crate) use test_support::http::get as http_get;
 
+/// A fresh etcd holding `records` (key, value).
+pub(crate) async fn etcd_with(records: &[(&str, &str)]) -> test_support::EtcdProcess {
+    let etcd = test_support::EtcdProcess::start().await.expect("etcd");
+    let mut c = etcd.client().await.expect("etcd client");
+    for (key, value) in records {
+        put(&mut c, key, value).await;
+    }
+    etcd
+}
+
 /// Put `value` at `key` in etcd.
 pub(crate) async fn put(client: &mut etcd_client::Client, key: &str, value: &str) {
     client.put(key, value, None).await.expect("etcd put");
