@@ -4,8 +4,8 @@
 //! (every 500 ms, as endpoints follow readiness with a delay). While a client sends 200
 //! queries a second, each replica in turn gets SIGTERM, exits, and is started again. With
 //! `--lameduck` longer than the balancer's poll every query is answered, correctly; with
-//! `--lameduck 0` queries sent in the window before the balancer notices are lost (the second
-//! test shows the first one can fail).
+//! `--lameduck 0` queries sent in the window before the balancer notices are lost (the test
+//! runs that too, to show its first half can fail).
 
 mod common;
 
