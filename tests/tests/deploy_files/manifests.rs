@@ -420,6 +420,8 @@ fn every_manifest_file_is_checked() {
         .into_iter()
         .chain(ha_set())
         .chain(yaml_files("manifests/examples"))
+        // Checked by tests/tests/monitoring_names.rs (names against the programs, CRD shape).
+        .chain(yaml_files("manifests/monitoring"))
         .collect();
     let unchecked: Vec<&String> = all.iter().filter(|f| !checked.contains(*f)).collect();
     assert!(
