@@ -49,24 +49,25 @@ impl Autopath {
         Autopath { node_search }
     }
 
-    /// Whether `qname` has the shape autopath acts on (`<base>.<ns>.svc.<zone>`). Replies to
-    /// such names may depend on who asked, so their NXDOMAIN is never cached by packet.
-    pub fn eligible(params: &ZoneParams, qname: &Name) -> bool {
-        answer::path_of(qname).is_some_and(|p| params.zone.split_first_search_domain(&p).is_some())
+    /// The path of `qname` when it has the shape autopath acts on (`<base>.<ns>.svc.<zone>`),
+    /// for [`Autopath::plan`]. Replies to such names may depend on who asked, so their
+    /// NXDOMAIN is never cached by packet.
+    pub fn eligible(params: &ZoneParams, qname: &Name) -> Option<String> {
+        answer::path_of(qname).filter(|p| params.zone.split_first_search_domain(p).is_some())
     }
 
-    /// Walk the search path for an NXDOMAIN `qname` asked by `client`. `None`: autopath does
-    /// not apply (wrong shape, or the client is not a pod of that namespace).
+    /// Walk the search path for an NXDOMAIN `qname` (at `path`, from [`Autopath::eligible`])
+    /// asked by `client`. `None`: autopath does not apply (the client is not a pod of that
+    /// namespace, or nothing is left to ask).
     pub fn plan(
         &self,
         snap: &Snapshot,
         params: &ZoneParams,
-        qname: &Name,
+        (qname, path): (&Name, &str),
         qtype: RecordType,
         client: IpAddr,
     ) -> Option<Plan> {
-        let path = answer::path_of(qname)?;
-        let (ns, base) = params.zone.split_first_search_domain(&path)?;
+        let (ns, base) = params.zone.split_first_search_domain(path)?;
         snap.get(&params.zone.pod_path(ns, client))?;
         let base_name = msg::path_to_name(base);
         let mut later: Vec<Name> = params

@@ -578,12 +578,13 @@ impl Handler {
                 let mut cacheable = true;
                 let mut walk_upstream = None;
                 if let Some(autopath) = &self.autopath {
-                    if auth.rcode == ResponseCode::NXDomain
-                        && snap.ready
-                        && Autopath::eligible(&self.params, qname)
-                    {
+                    let path = (auth.rcode == ResponseCode::NXDomain && snap.ready)
+                        .then(|| Autopath::eligible(&self.params, qname))
+                        .flatten();
+                    if let Some(path) = path {
                         cacheable = false;
-                        match autopath.plan(&snap, &self.params, qname, qtype, client.addr.ip()) {
+                        let asked = (qname, path.as_str());
+                        match autopath.plan(&snap, &self.params, asked, qtype, client.addr.ip()) {
                             Some(Plan::Answered(found)) => {
                                 self.metrics.autopath_success.inc();
                                 auth = found;

@@ -6,16 +6,9 @@ use std::time::Duration;
 
 use test_support::EtcdProcess;
 
-fn dig(port: u16, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .arg("@127.0.0.1")
-        .arg("-p")
-        .arg(port.to_string())
-        .args(args)
-        .args(["+time=2", "+tries=1"])
-        .output()
-        .expect("run dig (install bind9-dnsutils)");
-    String::from_utf8_lossy(&out.stdout).to_string()
+/// dig against 127.0.0.1:`port`.
+fn local_dig(port: u16, args: &[&str]) -> String {
+    test_support::dns::dig(([127, 0, 0, 1], port).into(), args)
 }
 
 struct Child(std::process::Child);
@@ -64,7 +57,7 @@ async fn etcdctl_put_then_dig_answers_over_udp_and_tcp() {
             .expect("spawn skydns"),
     );
     let udp = test_support::eventually(Duration::from_secs(10), "dig answer", || async {
-        let out = dig(
+        let out = local_dig(
             port,
             &[
                 "mysql-service.default.svc.kube.local",
@@ -88,7 +81,7 @@ async fn etcdctl_put_then_dig_answers_over_udp_and_tcp() {
         ],
         "{udp}"
     );
-    let tcp = dig(
+    let tcp = local_dig(
         port,
         &[
             "+tcp",
@@ -103,14 +96,14 @@ async fn etcdctl_put_then_dig_answers_over_udp_and_tcp() {
     for extra in [&[][..], &["+tcp"][..]] {
         let mut args = vec!["nope.default.svc.kube.local", "A"];
         args.extend_from_slice(extra);
-        let out = dig(port, &args);
+        let out = local_dig(port, &args);
         assert!(out.contains("status: NXDOMAIN"), "{out}");
         assert!(
             out.contains("SOA\tns.dns.kube.local. hostmaster.kube.local."),
             "{out}"
         );
     }
-    let out = dig(port, &["mysql-service.default.svc.kube.local", "AAAA"]);
+    let out = local_dig(port, &["mysql-service.default.svc.kube.local", "AAAA"]);
     assert!(
         out.contains("status: NOERROR") && out.contains("ANSWER: 0"),
         "NODATA: {out}"

@@ -113,16 +113,6 @@ fn nsid(m: &Message) -> Option<Vec<u8>> {
     })
 }
 
-fn dig(server: SocketAddr, args: &[&str]) -> String {
-    let out = std::process::Command::new("dig")
-        .arg(format!("@{}", server.ip()))
-        .args(["-p", &server.port().to_string(), "+time=2", "+tries=1"])
-        .args(args)
-        .output()
-        .expect("dig");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -187,14 +177,14 @@ async fn chaos_txt_names_the_version_and_the_replica_and_nsid_echoes_it() {
     }
     // dig, as an operator would ask.
     assert_eq!(
-        dig(sky.dns, &["CH", "TXT", "version.bind", "+short"]).trim(),
+        dns::dig(sky.dns, &["CH", "TXT", "version.bind", "+short"]).trim(),
         format!("\"{version}\"")
     );
     assert_eq!(
-        dig(sky.dns, &["CH", "TXT", "hostname.bind", "+short"]).trim(),
+        dns::dig(sky.dns, &["CH", "TXT", "hostname.bind", "+short"]).trim(),
         "\"replica-7\""
     );
-    let out = dig(sky.dns, &["+nsid", WEB, "A"]);
+    let out = dns::dig(sky.dns, &["+nsid", WEB, "A"]);
     assert!(out.contains("NSID") && out.contains("replica-7"), "{out}");
     sky.stop().await;
 
@@ -269,8 +259,8 @@ async fn multi_record_answers_rotate_and_the_reply_cache_still_hits() {
         }
     }
     // dig sees the rotation too.
-    let a = dig(sky.dns, &[WEB, "A", "+short"]);
-    let b = dig(sky.dns, &[WEB, "A", "+short"]);
+    let a = dns::dig(sky.dns, &[WEB, "A", "+short"]);
+    let b = dns::dig(sky.dns, &[WEB, "A", "+short"]);
     assert_eq!(a.lines().count(), 10);
     assert_ne!(a, b, "consecutive replies differ in order");
     sky.stop().await;

@@ -19,19 +19,12 @@ const WEB: (&str, &str) = (
     r#"{"host":"10.5.0.1"}"#,
 );
 
-fn dig(port: u16, args: &[&str]) -> String {
-    let out = Command::new("dig")
-        .arg("@127.0.0.1")
-        .arg("-p")
-        .arg(port.to_string())
-        .args(args)
-        .args(["+time=3", "+tries=1"])
-        .output()
-        .expect("run dig (install bind9-dnsutils)");
-    String::from_utf8_lossy(&out.stdout).to_string()
+/// The server, its stdout lines collected as they come.
+/// dig against 127.0.0.1:`port`.
+fn local_dig(port: u16, args: &[&str]) -> String {
+    test_support::dns::dig(([127, 0, 0, 1], port).into(), args)
 }
 
-/// The server, its stdout lines collected as they come.
 struct Server {
     child: std::process::Child,
     lines: Arc<Mutex<Vec<String>>>,
@@ -86,7 +79,7 @@ impl Server {
 
 async fn wait_answering(port: u16) {
     test_support::eventually(Duration::from_secs(10), "answering", || async {
-        let out = dig(port, &["web.default.svc.kube.local", "A"]);
+        let out = local_dig(port, &["web.default.svc.kube.local", "A"]);
         out.contains("10.5.0.1").then_some(())
     })
     .await;
@@ -100,7 +93,7 @@ async fn one_line_per_query_in_coredns_format_only_when_asked() {
     let on = Server::start(&etcd, &upstream, &["--log-queries"]);
     wait_answering(on.port).await;
     let before = on.lines().len();
-    dig(
+    local_dig(
         on.port,
         &[
             "web.default.svc.kube.local",
@@ -109,7 +102,7 @@ async fn one_line_per_query_in_coredns_format_only_when_asked() {
             "+dnssec",
         ],
     );
-    dig(
+    local_dig(
         on.port,
         &["+tcp", "+noedns", "nope.default.svc.kube.local", "AAAA"],
     );
@@ -151,7 +144,7 @@ async fn one_line_per_query_in_coredns_format_only_when_asked() {
 
     let off = Server::start(&etcd, &upstream, &[]);
     wait_answering(off.port).await;
-    dig(off.port, &["web.default.svc.kube.local", "A"]);
+    local_dig(off.port, &["web.default.svc.kube.local", "A"]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let logged: Vec<String> = off
         .lines()
@@ -168,7 +161,7 @@ async fn servfail_causes_are_logged_once_within_the_rate_limit() {
     let server = Server::start(&etcd, &upstream, &[]);
     wait_answering(server.port).await;
     for i in 0..5 {
-        let out = dig(server.port, &[&format!("n{i}.example.org"), "A"]);
+        let out = local_dig(server.port, &[&format!("n{i}.example.org"), "A"]);
         assert!(out.contains("status: SERVFAIL"), "{out}");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

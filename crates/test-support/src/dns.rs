@@ -136,3 +136,15 @@ pub fn has_soa(msg: &Message) -> bool {
 fn render(rtype: RecordType, data: &RData) -> String {
     format!("{rtype} {data}")
 }
+
+/// `dig @server -p port +time=3 +tries=1 <args>`: what a person would type, stdout as text
+/// (needs bind9-dnsutils).
+pub fn dig(server: SocketAddr, args: &[&str]) -> String {
+    let out = std::process::Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "+time=3", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("run dig (install bind9-dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
